@@ -1,0 +1,175 @@
+"""File-set checker: the DICOMDIR against PS3.3 Annex F / PS3.10 and against
+the files it references.  Each finding has a severity, a place and a reason;
+only 'error' findings make a File-set invalid."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from .dicomdir import DICOMDIR_SOP_CLASS, DicomDir, Finding, read_dicomdir
+from .errors import PackageInvalidError
+from .fileset import valid_file_id
+from .records import (Record, is_single_level, key_bytes, known_record_types,
+                      record_keys)
+from .scan import ScanResult, scan_files
+
+# What may sit below what (PS3.3 Table F.4-1, the parts we write and read).
+_ALLOWED_BELOW = {
+    None: {"PATIENT", "PRIVATE", "TOPIC"},
+    "PATIENT": {"STUDY", "PRIVATE", "HL7 STRUC DOC"},
+    "STUDY": {"SERIES", "PRIVATE", "FILM SESSION", "HANGING PROTOCOL"},
+}
+_NOT_LEAF = {"PATIENT", "STUDY", "SERIES"}
+
+
+def record_where(rec: Record) -> str:
+    fid = "\\".join(rec.file_id) if rec.file_id else ""
+    return f"{rec.type} record at byte {rec.offset}" + (f" ({fid})" if fid else "")
+
+
+def check_fileset(root: Path, *, jobs: int | None = None) -> tuple[DicomDir | None, list[Finding], int]:
+    """Check the File-set rooted at ``root``; return (dicomdir, findings, files)."""
+    root = Path(root)
+    findings: list[Finding] = []
+    dicomdir_path = root / "DICOMDIR"
+    if not dicomdir_path.is_file():
+        findings.append(Finding("error", str(root), _missing_dicomdir_reason(root)))
+        return None, findings, 0
+    try:
+        dd = read_dicomdir(dicomdir_path)
+    except PackageInvalidError as exc:
+        findings.append(Finding("error", "DICOMDIR", exc.message))
+        return None, findings, 0
+    findings += dd.findings
+    findings += _check_header(dd)
+    findings += _check_tree(dd.roots, None)
+    findings += _check_keys(dd)
+    scans = _scan_tree(root, jobs)
+    findings += _check_references(dd, root, scans)
+    return dd, findings, len(scans)
+
+
+def _missing_dicomdir_reason(root: Path) -> str:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.upper() == "DICOMDIR":
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                return (f"no DICOMDIR at the File-set root; found {rel!r} instead "
+                        "(PS3.10: exactly one DICOMDIR, at the root, named in upper case)")
+    return "no DICOMDIR at the File-set root"
+
+
+def _check_header(dd: DicomDir) -> list[Finding]:
+    out = []
+    if dd.sop_class and dd.sop_class != DICOMDIR_SOP_CLASS:
+        out.append(Finding("error", "DICOMDIR", f"Media Storage SOP Class is {dd.sop_class}, "
+                                                f"not {DICOMDIR_SOP_CLASS}"))
+    if len(dd.fileset_id) > 16:
+        out.append(Finding("error", "DICOMDIR", "File-set ID is longer than 16 characters"))
+    if dd.consistency_flag != 0:
+        out.append(Finding("error", "DICOMDIR", f"File-set Consistency Flag is {dd.consistency_flag:#06x}, "
+                                                "PS3.3 F.3.2.1 requires 0000H"))
+    return out
+
+
+def _check_tree(level: list[Record], parent: str | None) -> list[Finding]:
+    out = []
+    for rec in level:
+        if not rec.in_use:
+            continue
+        allowed = _ALLOWED_BELOW.get(parent)
+        if rec.type not in known_record_types():
+            out.append(Finding("warning", record_where(rec), f"unknown record type {rec.type!r}"))
+        elif parent is None and not (rec.type in allowed or is_single_level(rec.type)):
+            out.append(Finding("error", record_where(rec), "record type not allowed at the root"))
+        elif parent in ("PATIENT", "STUDY") and rec.type not in allowed:
+            out.append(Finding("error", record_where(rec), f"record type not allowed below {parent}"))
+        elif parent == "SERIES" and rec.type in _NOT_LEAF:
+            out.append(Finding("error", record_where(rec), "record type not allowed below SERIES"))
+        elif parent not in (None, "PATIENT", "STUDY", "SERIES"):
+            out.append(Finding("error", record_where(rec), f"record below a {parent} record, which has no lower level"))
+        if rec.type in _NOT_LEAF and rec.file_id:
+            out.append(Finding("warning", record_where(rec), "references a file although it is a "
+                                                             f"{rec.type} record"))
+        out += _check_tree(rec.children, rec.type)
+    return out
+
+
+def _check_keys(dd: DicomDir) -> list[Finding]:
+    out = []
+    for rec in dd.records:
+        if not rec.in_use:
+            continue
+        for key in record_keys(rec.type):
+            present = key.tag in rec.elements
+            if key.type == "1" and (not present or not key_bytes(rec, key.tag)):
+                if key.vr == b"SQ" and present:
+                    continue
+                out.append(Finding("error", record_where(rec),
+                                   f"Type 1 key {key.keyword} is {'empty' if present else 'missing'}"))
+            elif key.type == "2" and not present:
+                out.append(Finding("error", record_where(rec), f"Type 2 key {key.keyword} is missing"))
+        if rec.type not in _NOT_LEAF and rec.type != "PRIVATE" and not rec.file_id and rec.children == []:
+            out.append(Finding("warning", record_where(rec), "leaf record references no file"))
+    return out
+
+
+def _scan_tree(root: Path, jobs: int | None) -> dict[str, ScanResult]:
+    paths = []
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(dirpath, name)
+            if os.path.relpath(full, root) != "DICOMDIR":
+                paths.append(full)
+    return {os.path.relpath(s.path, root): s for s in scan_files(paths, jobs=jobs)}
+
+
+def _check_references(dd: DicomDir, root: Path, scans: dict[str, ScanResult]) -> list[Finding]:
+    out: list[Finding] = []
+    referenced: set[str] = set()
+    uids = Counter(rec.sop_instance for rec in dd.records if rec.in_use and rec.file_id)
+    descriptor = os.path.join(*dd.descriptor) if dd.descriptor else None
+    by_lower = {rel.lower(): rel for rel in scans}
+    for rec in dd.records:
+        if not rec.in_use or not rec.file_id:
+            continue
+        where = record_where(rec)
+        reason = valid_file_id(rec.file_id)
+        if reason:
+            out.append(Finding("error", where, f"invalid File ID: {reason}"))
+        rel = os.path.join(*rec.file_id)
+        if rel in referenced:
+            out.append(Finding("error", where, "another record references the same file"))
+        referenced.add(rel)
+        if uids[rec.sop_instance] > 1:
+            out.append(Finding("error", where, f"SOP Instance UID {rec.sop_instance} is referenced "
+                                               f"{uids[rec.sop_instance]} times"))
+        scan = scans.get(rel)
+        if scan is None:
+            other = by_lower.get(rel.lower())
+            hint = f" (a file differing only in case exists: {other})" if other else ""
+            out.append(Finding("error", where, f"referenced file does not exist{hint}"))
+            continue
+        out += _compare(rec, scan, where)
+    for rel, scan in scans.items():
+        if rel not in referenced and rel != descriptor and scan.status == "dicom":
+            out.append(Finding("warning", rel, "DICOM file not referenced by the DICOMDIR (orphan)"))
+    return out
+
+
+def _compare(rec: Record, scan: ScanResult, where: str) -> list[Finding]:
+    if scan.status != "dicom":
+        return [Finding("error", where, f"referenced file is not a valid DICOM file: {scan.reason}")]
+    out = []
+    for label, theirs, mine in (("SOP Instance UID", rec.sop_instance, scan.sop_instance),
+                                ("SOP Class UID", rec.sop_class, scan.sop_class),
+                                ("Transfer Syntax UID", rec.transfer_syntax, scan.transfer_syntax)):
+        if theirs != mine:
+            out.append(Finding("error", where, f"record says {label} {theirs or '(none)'}, file has {mine}"))
+    if not scan.has_preamble:
+        out.append(Finding("error", where, "referenced file is not a Part 10 file (no preamble/DICM)"))
+    for fix in scan.fixes:
+        out.append(Finding("warning", where, f"referenced file: {fix}"))
+    return out

@@ -1,0 +1,161 @@
+"""Command line interface: a thin shell over ``dicompack.api``.
+
+Errors print one line ``dicompack: <where>: <what>`` (plus one line per
+offending file where there are several) and exit with the error's code.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__, api
+from .errors import DicompackError, InvalidInputError, PackageInvalidError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True,
+                  help="Pack DICOM studies into standard File-sets; verify and unpack them safely.")
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"dicompack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
+    pass
+
+
+@contextmanager
+def _progress_bar(quiet: bool):
+    """A rich progress bar on a terminal; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
+                               TextColumn, TimeRemainingColumn)
+    from rich.console import Console
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def callback(event):
+            if event.stage not in tasks:
+                tasks[event.stage] = bar.add_task(event.stage, total=event.files_total)
+            bar.update(tasks[event.stage], completed=event.files_done, total=event.files_total)
+        yield callback
+
+
+def _fail(err: DicompackError, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(err.to_dict() | {"problems": getattr(err, "problems", [])}, indent=2))
+    else:
+        typer.echo(f"dicompack: {err}", err=True)
+        for path, reason in getattr(err, "problems", [])[1:] if getattr(err, "problems", None) else []:
+            typer.echo(f"dicompack: {path}: {reason}", err=True)
+    raise typer.Exit(err.exit_code)
+
+
+@contextmanager
+def _errors(as_json: bool):
+    try:
+        yield
+    except DicompackError as err:
+        if isinstance(err, InvalidInputError) and err.problems:
+            err.where, err.message = err.problems[0]
+        _fail(err, as_json)
+    except KeyboardInterrupt:
+        typer.echo("dicompack: interrupted; nothing was written", err=True)
+        raise typer.Exit(130)
+
+
+def _emit(report, as_json: bool, text: str) -> None:
+    typer.echo(report.to_json() if as_json else text)
+
+
+@app.command()
+def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively)."),
+         output: Path = typer.Option(..., "-o", "--output", help="Destination folder (File-set)."),
+         fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
+         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
+         force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
+         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
+         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")):
+    """Build a standard File-set (PS3.10 File IDs + DICOMDIR) from messy input."""
+    with _errors(as_json), _progress_bar(quiet) as bar:
+        report = api.pack(sources, output, api.PackOptions(
+            fileset_id=fileset_id, skip_invalid=skip_invalid, force=force, jobs=jobs, progress=bar))
+    _emit(report, as_json, _pack_text(report))
+
+
+def _pack_text(r) -> str:
+    lines = [f"{r.output}: {r.instances} instances, {r.series} series, {r.studies} studies, "
+             f"{r.patients} patients ({r.application_profile}) in {r.seconds:.2f} s"]
+    for label, items in (("skipped", r.skipped), ("left out", r.invalid),
+                         ("duplicate", r.duplicates_collapsed), ("fixed", r.fixes),
+                         ("warning", r.warnings)):
+        lines += [f"  {label}: {p.path}: {p.reason}" for p in items]
+    lines += [f"  invented: {i['record_type']} {i['keyword']} = {i['value']}" for i in r.invented]
+    return "\n".join(lines)
+
+
+@app.command("ls")
+def ls_(path: Path = typer.Argument(..., help="File-set folder or its DICOMDIR."),
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON.")):
+    """List patients, studies and series of a File-set."""
+    with _errors(as_json):
+        report = api.list_fileset(path)
+    lines = [f"File-set {report.fileset_id or '(no ID)'} at {report.path}"]
+    for p in report.patients:
+        lines.append(f"{p['patient_id']}  {p['name']}")
+        for st in p["studies"]:
+            lines.append(f"  study {st['date']} {st['description']}  ({st['instances']} instances)")
+            for se in st["series"]:
+                ts = ", ".join(se["transfer_syntaxes"])
+                lines.append(f"    series {se['number']:>4} {se['modality']:<3} {se['instances']:>5} x "
+                             f"{'/'.join(se['record_types'])}  [{ts}]")
+    _emit(report, as_json, "\n".join(lines))
+
+
+@app.command()
+def check(path: Path = typer.Argument(..., help="File-set folder or its DICOMDIR."),
+          as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+          jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
+    """Validate a File-set: DICOMDIR structure, offsets, records and the files they reference."""
+    with _errors(as_json):
+        report = api.check(path, jobs=jobs)
+    lines = [f"{f['severity']}: {f['where']}: {f['what']}" for f in report.findings]
+    lines.append(f"{report.path}: {report.records} records, {report.files} files: "
+                 + ("OK" if report.ok else "INVALID"))
+    _emit(report, as_json, "\n".join(lines))
+    if not report.ok:
+        raise typer.Exit(PackageInvalidError.exit_code)
+
+
+@app.command()
+def dicomdir(folder: Path = typer.Argument(..., help="Root of an existing File-set."),
+             update: bool = typer.Option(False, "--update", help="Keep existing records, add unreferenced files (FSU)."),
+             fileset_id: Optional[str] = typer.Option(None, "--fileset-id"),
+             jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
+             as_json: bool = typer.Option(False, "--json"),
+             quiet: bool = typer.Option(False, "--quiet", "-q")):
+    """(Re)build the DICOMDIR of a File-set from its files."""
+    with _errors(as_json), _progress_bar(quiet) as bar:
+        report = api.build_dicomdir(folder, fileset_id=fileset_id, update=update, jobs=jobs, progress=bar)
+    _emit(report, as_json, f"{report.path}: {report.records} records, {report.instances} instances"
+          + (f", {report.added} added" if update else "") + f" in {report.seconds:.2f} s")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Typed exceptions of dicompack.
+
+Every failure the library reports is a ``DicompackError``; each subclass has
+its own process exit code (documented in README.md) so that scripts can tell
+"wrong password" from "tampered package" without parsing text.  ``where`` names
+the file, ZIP entry or package region concerned, and ``str(err)`` is the
+one-line message the CLI prints.
+"""
+from __future__ import annotations
+
+
+class DicompackError(Exception):
+    """Base of every error dicompack raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, where: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+    def to_dict(self) -> dict:
+        return {"error": type(self).__name__, "where": self.where,
+                "message": self.message, "exit_code": self.exit_code}
+
+
+class UsageError(DicompackError):
+    """The call itself is wrong (bad option combination, missing key...)."""
+    exit_code = 2
+
+
+class OutputExistsError(UsageError):
+    """The destination exists and is not empty, and --force was not given."""
+
+
+class InvalidInputError(DicompackError):
+    """An input file is truncated, unparsable or otherwise unusable."""
+    exit_code = 3
+
+    def __init__(self, message: str, *, where: str | None = None,
+                 problems: list[tuple[str, str]] | None = None):
+        super().__init__(message, where=where)
+        # (path, reason) for each offending input, when there are several.
+        self.problems = problems or []
+
+
+class DuplicateInstanceError(InvalidInputError):
+    """Two different files carry the same SOP Instance UID."""
+
+
+class PackageInvalidError(DicompackError):
+    """A File-set, DICOMDIR, ZIP or package content fails verification."""
+    exit_code = 4
+
+    def __init__(self, message: str, *, where: str | None = None,
+                 findings: list | None = None):
+        super().__init__(message, where=where)
+        self.findings = findings or []
+
+
+class UnsafeArchiveError(PackageInvalidError):
+    """An archive entry would escape the target or exceeds a safety limit."""
+    exit_code = 5
+
+
+class DecryptionError(DicompackError):
+    """Not a recipient of the package, wrong key or wrong password."""
+    exit_code = 6
+
+
+class SignatureInvalidError(DicompackError):
+    """The signature or digest does not match the content (tampering)."""
+    exit_code = 7
+
+
+class SignerUntrustedError(DicompackError):
+    """The signer's certificate does not chain to a trust anchor, or is expired."""
+    exit_code = 8
+
+
+class UnsignedPackageError(DicompackError):
+    """The package carries no signature and --allow-unsigned was not given."""
+    exit_code = 9
+
+
+class DeidentificationError(DicompackError):
+    """An instance cannot be de-identified safely (e.g. burned-in annotation)."""
+    exit_code = 10
+
+
+class CompressionError(DicompackError):
+    """Pixel data could not be (re)compressed, or lossless verification failed."""
+    exit_code = 11
+
+
+class KeyMaterialError(UsageError):
+    """A key, certificate, PKCS#12 bundle or password file cannot be used."""
+
+
+class CancelledError(DicompackError):
+    """The caller's progress callback asked to stop."""
+    exit_code = 130
+
+
+EXIT_CODES = {cls.__name__: cls.exit_code for cls in (
+    DicompackError, UsageError, InvalidInputError, PackageInvalidError,
+    UnsafeArchiveError, DecryptionError, SignatureInvalidError,
+    SignerUntrustedError, UnsignedPackageError, DeidentificationError,
+    CompressionError, CancelledError)}
