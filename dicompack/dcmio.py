@@ -13,8 +13,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR
-
 # VRs with a 4-byte length field in explicit VR (PS3.5 Table 7.1-1).
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV",
                       b"UC", b"UN", b"UR", b"UT", b"UV"})
@@ -71,6 +69,8 @@ class Element:
 
 
 def _implicit_vr(tag: int) -> bytes:
+    # Imported here: pydicom's import costs ~0.3 s and most files are explicit VR.
+    from pydicom.datadict import dictionary_VR
     try:
         return dictionary_VR(tag).split(" ")[0].encode()
     except KeyError:

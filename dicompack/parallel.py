@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 
 def process_pool(jobs: int | None = None) -> ProcessPoolExecutor:
     """A process pool that is safe to create from any thread.
 
-    'forkserver' avoids forking a multi-threaded parent (a web server calling
-    the library), which can deadlock; the server process imports us once.
+    'fork' is cheapest and safe while we are the only thread (the CLI);
+    a multi-threaded parent (a web server calling the library) gets
+    'forkserver', because forking it could deadlock on a held lock.
     """
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
     ctx = multiprocessing.get_context(method)
     return ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1, mp_context=ctx)

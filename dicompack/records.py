@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from pydicom.datadict import dictionary_VR
-
 import struct
 
 from .dcmio import LONG_VRS as LONG_VR_NAMES
@@ -178,13 +176,6 @@ def concept_modifiers_only(encoded: bytes) -> bytes | None:
         if relation == b"HAS CONCEPT MOD":
             kept.append(encoded[item_pos:content_end + (8 if undefined else 0)])
     return encode_element(CONTENT_SEQUENCE, b"SQ", b"".join(kept)) if kept else None
-
-
-def vr_of(tag: int) -> bytes:
-    try:
-        return dictionary_VR(tag).split(" ")[0].encode()
-    except KeyError:
-        return b"UN"
 
 
 def element_value(encoded: bytes) -> bytes:

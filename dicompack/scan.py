@@ -253,7 +253,7 @@ def scan_files(paths: list[str], *, jobs: int | None = None,
     """Scan many files, in parallel when there are enough of them."""
     jobs = jobs or os.cpu_count() or 1
     results: list[ScanResult] = []
-    if jobs == 1 or len(paths) < 256:
+    if jobs == 1 or len(paths) < 1000:
         for p in paths:
             results.append(scan_file(p))
             if progress:
