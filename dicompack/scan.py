@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 from . import dcmio
 from .dcmio import (DEFLATED_LE, EXPLICIT_LITTLE, IMPLICIT_LITTLE, Encoding,
                     StructureError, Walker, decode_text)
-from .records import wanted_tags
+from .records import record_type_for, wanted_tags
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SOP_CLASS_UID = 0x00080016
@@ -172,6 +172,7 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
     walker = Walker(data, enc)
     wanted = wanted_tags()
     pixel_offset = None
+    has_pixels = False
     first = True
     for el in walker.elements(base):
         if first and enc.explicit and el.vr not in dcmio.VALID_VRS:
@@ -182,10 +183,16 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
                 res.sequences[el.tag] = _encoded_sequence(res.path, data, el, enc)
             else:
                 res.values[el.tag] = bytes(data[el.value_offset:el.end])
-        elif el.tag == 0x7FE00010 and ts != DEFLATED_LE:
-            pixel_offset = el.header_offset
+        if el.tag in dcmio.PIXEL_DATA_TAGS:
+            has_pixels = True
+            if el.tag == 0x7FE00010 and ts != DEFLATED_LE:
+                pixel_offset = el.header_offset
     if first:
         raise StructureError("empty data set")
+    if not has_pixels and record_type_for(decode_text(res.values.get(SOP_CLASS_UID, b""))) == "IMAGE":
+        # An image object must end with Pixel Data: one that stops at an
+        # element boundary before it was cut short.
+        raise StructureError("image object ends before its Pixel Data")
     res.pixel_offset = pixel_offset
 
 
