@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +14,12 @@ from . import fileset as fs
 from .check import check_fileset
 from .dicomdir import read_dicomdir, write_dicomdir_file
 from .errors import InvalidInputError, PackageInvalidError, UsageError
-from .output import atomic_directory
+from . import package as pkg
+from .output import atomic_directory, atomic_file, check_destination
 from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
                       SERIES_UID, STUDY_DATE, STUDY_DESCRIPTION, STUDY_UID,
                       Record, key_text, walk_all)
-from .report import (CheckReport, DicomdirReport, ListReport, PackReport,
+from .report import (CheckReport, DicomdirReport, ListReport, PackReport, UnpackReport, VerifyReport,
                      Problem, Progress, ProgressCallback)
 from .scan import ScanResult, iter_source_files, scan_files
 
@@ -26,10 +29,27 @@ _FILESET_ID = re.compile(r"^[A-Z0-9_ ]{0,16}$")
 @dataclass(frozen=True)
 class PackOptions:
     fileset_id: str = ""
+    format: str | None = None        # 'dir' | 'zip' | 'secure'; default from the destination's suffix
+    zip_method: str = "auto"         # 'auto' (deflate native, store compressed) | 'deflate' | 'store' | 'zstd'
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
     progress: ProgressCallback | None = None
+
+
+FORMATS = ("dir", "zip", "secure")
+
+
+def output_format(dest, requested: str | None) -> str:
+    """The package format: asked for, or from the destination's suffix."""
+    if requested:
+        if requested not in FORMATS:
+            raise UsageError(f"unknown format {requested!r} (one of {', '.join(FORMATS)})")
+        return requested
+    if pkg.is_stream(dest) or str(dest) == "-":
+        return "zip"
+    suffix = Path(dest).suffix.lower()
+    return {".zip": "zip", ".p7m": "secure"}.get(suffix, "dir")
 
 
 def _validate_fileset_id(fileset_id: str) -> None:
@@ -39,22 +59,75 @@ def _validate_fileset_id(fileset_id: str) -> None:
 
 
 def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
-    """Build a standard File-set with a DICOMDIR at ``dest`` from ``sources``."""
+    """Build a standard File-set from ``sources`` and write it to ``dest``:
+    a folder, a ZIP file, or any writable binary stream (non-seekable too)."""
     _validate_fileset_id(options.fileset_id)
+    fmt = output_format(dest, options.format)
+    pkg.entry_method("1.2.840.10008.1.2.1", options.zip_method)  # validate early
     started = time.monotonic()
     progress = Progress(options.progress)
-    dest = Path(dest)
-    report = PackReport(output=str(dest), format="dir", fileset_id=options.fileset_id)
-    kept = _scan_inputs(sources, report, options, progress, exclude=dest)
+    stream = pkg.is_stream(dest) or str(dest) == "-"
+    label = "<stream>" if stream else str(dest)
+    if not stream:
+        dest = Path(dest)
+        check_destination(dest, force=options.force)
+    report = PackReport(output=label, format=fmt, fileset_id=options.fileset_id)
+    kept = _scan_inputs(sources, report, options, progress, exclude=None if stream else dest)
     layout = fs.plan_layout(kept)
-    with atomic_directory(dest, force=options.force) as tmp:
-        report.bytes_written = _write_instances(tmp, layout, progress, report)
-        progress("dicomdir", 0, 1)
-        write_dicomdir_file(tmp / "DICOMDIR", layout.roots, fileset_id=options.fileset_id)
-        report.bytes_written += (tmp / "DICOMDIR").stat().st_size
-        progress("dicomdir", 1, 1)
+    _summarize(report, layout, started)
+    if fmt == "dir":
+        if stream:
+            raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
+        with atomic_directory(dest, force=options.force) as tmp:
+            report.bytes_written = pkg.write_folder(tmp, layout, options.fileset_id, progress)
+    elif fmt == "zip":
+        report.bytes_written = _emit_zip(dest, stream, layout, report, options, progress)
+    else:
+        raise UsageError("secure packages need recipients (see 'dicompack pack --help')")
     _summarize(report, layout, started)
     return report
+
+
+def _emit_zip(dest, stream: bool, layout, report: PackReport, options: PackOptions,
+              progress: Progress) -> int:
+    summary = _fileset_summary(report)
+    if stream:
+        out = sys.stdout.buffer if str(dest) == "-" else dest
+        counter = _CountingWriter(out)
+        entries = pkg.write_zip(counter, layout, fileset_id=options.fileset_id,
+                                method=options.zip_method, summary=summary, progress=progress)
+        out.flush()
+        written = counter.count
+    else:
+        with atomic_file(dest, force=options.force) as f:
+            entries = pkg.write_zip(f, layout, fileset_id=options.fileset_id,
+                                    method=options.zip_method, summary=summary, progress=progress)
+            written = f.tell()
+    report.stages["zip"] = {"entries": len(entries) + 1, "methods": dict(Counter(e.method for e in entries)),
+                            "suggested_attachment_name": "DICOM.ZIP"}
+    return written
+
+
+class _CountingWriter:
+    """Counts bytes on their way to a non-seekable stream."""
+
+    def __init__(self, out):
+        self.out, self.count = out, 0
+
+    def write(self, data) -> int:
+        self.out.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _fileset_summary(report: PackReport) -> dict:
+    return {"fileset_id": report.fileset_id, "patients": report.patients, "studies": report.studies,
+            "series": report.series, "instances": report.instances,
+            "transfer_syntaxes": report.transfer_syntaxes,
+            "application_profile": report.application_profile}
 
 
 def _scan_inputs(sources, report: PackReport, options: PackOptions, progress: Progress,
@@ -84,27 +157,14 @@ def _scan_inputs(sources, report: PackReport, options: PackOptions, progress: Pr
     return dup.kept
 
 
-def _inside(path: str, folder: Path) -> bool:
+def _inside(path: str, folder: Path | None) -> bool:
+    if folder is None:
+        return False
     try:
         Path(path).resolve().relative_to(folder.resolve())
         return True
     except ValueError:
         return False
-
-
-def _write_instances(tmp: Path, layout: fs.Layout, progress: Progress, report: PackReport) -> int:
-    total = len(layout.leaves)
-    written = 0
-    made: set[Path] = set()
-    for n, leaf in enumerate(layout.leaves, 1):
-        dest = fs.leaf_path(tmp, leaf)
-        if dest.parent not in made:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dest.parent)
-        written += fs.copy_instance(leaf.source, dest)
-        if n % 32 == 0 or n == total:
-            progress("copy", n, total, written)
-    return written
 
 
 def _summarize(report: PackReport, layout: fs.Layout, started: float) -> None:
@@ -114,7 +174,7 @@ def _summarize(report: PackReport, layout: fs.Layout, started: float) -> None:
     report.transfer_syntaxes = dict(Counter(leaf.transfer_syntax for leaf in layout.leaves))
     report.application_profile = application_profile(report.transfer_syntaxes)
     report.invented = [vars(i) for i in layout.invented]
-    report.warnings += [Problem(p, w) for p, w in layout.warnings]
+    report.warnings = [Problem(p, w) for p, w in layout.warnings]
     report.seconds = round(time.monotonic() - started, 3)
     report.files_per_second = round(report.instances / report.seconds, 1) if report.seconds else 0.0
 
@@ -228,20 +288,31 @@ def _key(rec: Record, tag: int) -> bytes:
 
 # ---------------------------------------------------------------- reading
 
-def resolve_fileset_root(path) -> Path:
+@contextmanager
+def fileset_root(path):
+    """The root folder of a File-set given as a folder, its DICOMDIR, or a
+    ZIP package (extracted into a private temporary folder meanwhile)."""
     path = Path(path)
     if path.is_file() and path.name.upper() == "DICOMDIR":
-        return path.parent
-    if path.is_dir():
-        return path
-    raise UsageError("not a File-set folder or DICOMDIR", where=str(path))
+        yield path.parent
+    elif path.is_dir():
+        yield path
+    elif path.is_file():
+        from . import receive
+        if receive.sniff(path) != "zip":
+            raise UsageError("not a File-set folder, DICOMDIR or ZIP", where=str(path))
+        with receive.staged_zip(path, Path(tempfile_dir())) as (root, _result, _reader):
+            yield root
+    else:
+        raise UsageError("no such file or folder", where=str(path))
 
 
 def check(path, *, jobs: int | None = None) -> CheckReport:
-    """Validate a File-set (folder or its DICOMDIR)."""
-    root = resolve_fileset_root(path)
-    dd, findings, files = check_fileset(root, jobs=jobs)
-    report = CheckReport(path=str(root), findings=[f.to_dict() for f in findings], files=files)
+    """Validate a File-set (folder, its DICOMDIR, or a ZIP package)."""
+    with fileset_root(path) as root:
+        dd, findings, files = check_fileset(root, jobs=jobs)
+    findings = [f for f in findings if f.where != "DICOMPACK.JSON"]
+    report = CheckReport(path=str(path), findings=[f.to_dict() for f in findings], files=files)
     if dd is not None:
         report.fileset_id, report.records = dd.fileset_id, len(dd.records)
     return report
@@ -249,12 +320,16 @@ def check(path, *, jobs: int | None = None) -> CheckReport:
 
 def list_fileset(path) -> ListReport:
     """Patients / studies / series of a File-set, from its DICOMDIR."""
-    root = resolve_fileset_root(path)
+    with fileset_root(path) as root:
+        return _list(root, str(path))
+
+
+def _list(root: Path, label: str) -> ListReport:
     dicomdir = root / "DICOMDIR"
     if not dicomdir.is_file():
         raise PackageInvalidError("no DICOMDIR at the File-set root", where=str(root))
     dd = read_dicomdir(dicomdir)
-    report = ListReport(path=str(root), fileset_id=dd.fileset_id)
+    report = ListReport(path=label, fileset_id=dd.fileset_id)
     for p in dd.roots:
         if p.type != "PATIENT":
             continue
@@ -275,3 +350,112 @@ def _series_summary(se: Record) -> dict:
             "number": key_text(se, SERIES_NUMBER), "instances": len(leaves),
             "record_types": dict(Counter(r.type for r in leaves)),
             "transfer_syntaxes": dict(Counter(r.transfer_syntax for r in leaves))}
+
+
+# ---------------------------------------------------------------- receiving
+
+@dataclass(frozen=True)
+class ReceiveOptions:
+    """Keys and policies for verify/unpack (secure packages add more)."""
+    jobs: int | None = None
+    limits: object = None            # container.zip.ZipLimits; None for the defaults
+    progress: ProgressCallback | None = None
+
+
+def _as_path(src, stack) -> Path:
+    """A readable stream is spooled to a private temporary file (ZIPs need seeking)."""
+    if not pkg.is_stream(src):
+        path = Path(src)
+        if not path.exists():
+            raise UsageError("no such file or folder", where=str(src))
+        return path
+    import tempfile
+    tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-"))
+    spool = Path(tmpdir) / "package"
+    with open(spool, "wb") as f:
+        import shutil
+        shutil.copyfileobj(src, f, 1 << 20)
+    return spool
+
+
+def _zip_report(path: Path, result, label: str) -> VerifyReport:
+    report = VerifyReport(path=label, kind="zip", entries=result.entries, fileset_id=result.fileset_id,
+                          records=result.records, files=result.files,
+                          findings=[f.to_dict() for f in result.findings])
+    if result.manifest:
+        report.package_uid = result.manifest.get("package_uid", "")
+        report.volume = result.manifest.get("volume", {})
+    return report
+
+
+def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
+    """Verify a package (ZIP) or a File-set without restoring anything."""
+    from contextlib import ExitStack
+
+    from . import receive
+    progress = Progress(options.progress)
+    with ExitStack() as stack:
+        path = _as_path(src, stack)
+        kind = receive.sniff(path)
+        label = "<stream>" if pkg.is_stream(src) else str(src)
+        if kind == "fileset":
+            checked = check(path, jobs=options.jobs)
+            return VerifyReport(path=label, kind="fileset", fileset_id=checked.fileset_id,
+                                records=checked.records, files=checked.files, findings=checked.findings)
+        if kind == "cms":
+            raise UsageError("secure packages need --key/--cert or --password-file", where=label)
+        parent = Path(tempfile_dir())
+        with receive.staged_zip(path, parent, limits=_limits(options)) as (root, result, reader):
+            receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
+            return _zip_report(path, result, label)
+
+
+def tempfile_dir() -> str:
+    import tempfile
+    return tempfile.gettempdir()
+
+
+def _limits(options: ReceiveOptions):
+    from .container.zip import ZipLimits
+    return options.limits or ZipLimits()
+
+
+def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool = False,
+           rebuild: bool = False) -> UnpackReport:
+    """Verify, then restore a package's File-set at ``dest`` atomically.
+
+    With ``rebuild`` a foreign ZIP (no DICOMDIR, DICOMDIR in a subfolder,
+    non-conformant names) is turned into a conformant File-set instead.
+    """
+    from contextlib import ExitStack
+
+    from . import receive
+    progress = Progress(options.progress)
+    dest = Path(dest)
+    check_destination(dest, force=force)
+    parent = receive.require_parent(dest)
+    with ExitStack() as stack:
+        path = _as_path(src, stack)
+        label = "<stream>" if pkg.is_stream(src) else str(src)
+        if receive.sniff(path) != "zip":
+            raise UsageError("unpack takes a ZIP or secure package", where=label)
+        with receive.staged_zip(path, parent, limits=_limits(options)) as (root, result, reader):
+            if rebuild:
+                return _rebuild(root, dest, label, force, options)
+            receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
+            verified = _zip_report(path, result, label)
+            errors = [f for f in verified.findings if f["severity"] == "error"]
+            if errors:
+                raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)
+            progress("restore", 0, 1)
+            receive.restore(root, dest)
+            progress("restore", 1, 1)
+            return UnpackReport(path=label, output=str(dest), files=result.files, verify=verified.to_dict())
+
+
+def _rebuild(root: Path, dest: Path, label: str, force: bool, options: ReceiveOptions) -> UnpackReport:
+    """Foreign ZIP: pack whatever DICOM it holds into a conformant File-set."""
+    packed = pack([root], dest, PackOptions(force=force, jobs=options.jobs, skip_invalid=True,
+                                            progress=options.progress))
+    return UnpackReport(path=label, output=str(dest), files=packed.instances, rebuilt=True,
+                        verify={"pack": packed.to_dict()})

@@ -69,6 +69,9 @@ def _errors(as_json: bool):
     except DicompackError as err:
         if isinstance(err, InvalidInputError) and err.problems:
             err.where, err.message = err.problems[0]
+        if isinstance(err, PackageInvalidError) and err.findings and not as_json:
+            for f in err.findings[1:]:
+                typer.echo(f"dicompack: {f['where']}: {f['what']}", err=True)
         _fail(err, as_json)
     except KeyboardInterrupt:
         typer.echo("dicompack: interrupted; nothing was written", err=True)
@@ -81,7 +84,9 @@ def _emit(report, as_json: bool, text: str) -> None:
 
 @app.command()
 def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively)."),
-         output: Path = typer.Option(..., "-o", "--output", help="Destination folder (File-set)."),
+         output: str = typer.Option(..., "-o", "--output", help="Destination: a folder, NAME.zip, NAME.p7m, or - for a ZIP on stdout."),
+         fmt: Optional[str] = typer.Option(None, "--format", help="dir | zip | secure (default: from the destination's suffix)."),
+         zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
@@ -90,9 +95,16 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")):
     """Build a standard File-set (PS3.10 File IDs + DICOMDIR) from messy input."""
     with _errors(as_json), _progress_bar(quiet) as bar:
+        if zip_method == "zstd":
+            typer.echo("dicompack: warning: zstd entries (method 93) cannot be read by most unzip tools",
+                       err=True)
         report = api.pack(sources, output, api.PackOptions(
-            fileset_id=fileset_id, skip_invalid=skip_invalid, force=force, jobs=jobs, progress=bar))
-    _emit(report, as_json, _pack_text(report))
+            fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
+            force=force, jobs=jobs, progress=bar))
+    if output == "-":
+        typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
+    else:
+        _emit(report, as_json, _pack_text(report))
 
 
 def _pack_text(r) -> str:
@@ -151,6 +163,41 @@ def dicomdir(folder: Path = typer.Argument(..., help="Root of an existing File-s
         report = api.build_dicomdir(folder, fileset_id=fileset_id, update=update, jobs=jobs, progress=bar)
     _emit(report, as_json, f"{report.path}: {report.records} records, {report.instances} instances"
           + (f", {report.added} added" if update else "") + f" in {report.seconds:.2f} s")
+
+
+def _findings_text(report) -> list[str]:
+    return [f"{f['severity']}: {f['where']}: {f['what']}" for f in report.findings]
+
+
+@app.command()
+def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a File-set folder."),
+           as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+           jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
+    """Verify a package: structure, CRCs, manifest hashes and the packaged File-set."""
+    with _errors(as_json):
+        report = api.verify(package, api.ReceiveOptions(jobs=jobs))
+    lines = _findings_text(report)
+    lines.append(f"{report.path}: {report.kind}, {report.entries} entries, {report.records} records, "
+                 f"{report.files} files: " + ("OK" if report.ok else "INVALID"))
+    _emit(report, as_json, "\n".join(lines))
+    if not report.ok:
+        raise typer.Exit(PackageInvalidError.exit_code)
+
+
+@app.command()
+def unpack(package: Path = typer.Argument(..., help="ZIP or secure package."),
+           output: Path = typer.Option(..., "-o", "--output", help="Destination folder."),
+           rebuild: bool = typer.Option(False, "--rebuild", help="Foreign ZIP: build a conformant File-set from the DICOM files it holds."),
+           force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
+           as_json: bool = typer.Option(False, "--json"),
+           jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
+           quiet: bool = typer.Option(False, "--quiet", "-q")):
+    """Verify a package, then restore its File-set atomically (nothing is written on failure)."""
+    with _errors(as_json), _progress_bar(quiet) as bar:
+        report = api.unpack(package, output, api.ReceiveOptions(jobs=jobs, progress=bar),
+                            force=force, rebuild=rebuild)
+    _emit(report, as_json, f"{report.output}: {report.files} files restored"
+          + (" (rebuilt as a conformant File-set)" if report.rebuilt else " (verified)"))
 
 
 def main() -> None:

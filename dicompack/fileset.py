@@ -65,7 +65,7 @@ def resolve_duplicates(scans: list[ScanResult], *, skip_invalid: bool) -> Duplic
             out.kept.append(s)
             continue
         first = group[0]
-        if _file_digest(s.path) == _file_digest(first.path):
+        if sha256_file(s.path) == sha256_file(first.path):
             out.collapsed.append((s.path, first.path))
         else:
             out.conflicts.append((s.path, f"same SOP Instance UID {s.sop_instance} as "
@@ -77,12 +77,12 @@ def resolve_duplicates(scans: list[ScanResult], *, skip_invalid: bool) -> Duplic
     return out
 
 
-def _file_digest(path: str) -> bytes:
+def sha256_file(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.digest()
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- layout

@@ -42,7 +42,15 @@ class Progress:
 
 class Report:
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        d = _plain(dataclasses.asdict(self))
+        if hasattr(self, "findings"):
+            d["ok"] = self.ok
+        return d
+
+    @property
+    def ok(self) -> bool:
+        """No finding of severity 'error' (reports without findings are ok)."""
+        return not any(f["severity"] == "error" for f in getattr(self, "findings", []))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -93,15 +101,6 @@ class CheckReport(Report):
     files: int = 0
     findings: list[dict] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not any(f["severity"] == "error" for f in self.findings)
-
-    def to_dict(self) -> dict:
-        d = super().to_dict()
-        d["ok"] = self.ok
-        return d
-
 
 @dataclass
 class ListReport(Report):
@@ -120,3 +119,26 @@ class DicomdirReport(Report):
     invented: list[dict] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class VerifyReport(Report):
+    path: str
+    kind: str                         # 'zip' | 'secure' | 'fileset'
+    entries: int = 0
+    fileset_id: str = ""
+    records: int = 0
+    files: int = 0
+    package_uid: str = ""
+    volume: dict = field(default_factory=dict)
+    secure: dict = field(default_factory=dict)   # signer, algorithms, recipient used
+    findings: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class UnpackReport(Report):
+    path: str
+    output: str
+    files: int = 0
+    rebuilt: bool = False
+    verify: dict = field(default_factory=dict)

@@ -45,7 +45,8 @@ class ScanResult:
     transfer_syntax: str = ""
     has_preamble: bool = False
     dataset_offset: int = 0          # first byte of the data set in the file
-    pixel_offset: int | None = None  # (7FE0,0010) element header, native files only
+    pixel_offset: int | None = None  # Pixel Data (or Float/Double Float) element header; not for deflated files
+    pixel_end: int | None = None     # just past that element (incl. fragment delimiter)
     values: dict[int, bytes] = field(default_factory=dict)   # raw text values
     sequences: dict[int, bytes] = field(default_factory=dict)  # encoded SQ elements
     fixes: list[str] = field(default_factory=list)           # what writing must repair
@@ -185,8 +186,8 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
                 res.values[el.tag] = bytes(data[el.value_offset:el.end])
         if el.tag in dcmio.PIXEL_DATA_TAGS:
             has_pixels = True
-            if el.tag == 0x7FE00010 and ts != DEFLATED_LE:
-                pixel_offset = el.header_offset
+            if ts != DEFLATED_LE:
+                pixel_offset, res.pixel_end = el.header_offset, el.end
     if first:
         raise StructureError("empty data set")
     if not has_pixels and record_type_for(decode_text(res.values.get(SOP_CLASS_UID, b""))) == "IMAGE":

@@ -1,0 +1,115 @@
+"""Emitting a planned File-set: as a folder, or streamed into a PS3.12
+Annex V ZIP (one File-set, DICOMDIR at the root, entries named by File IDs)
+with an integrity manifest as its last entry."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from .container.manifest import MANIFEST_NAME, build_manifest
+from .container.zip import EntryInfo, ZipWriter
+from .dicomdir import encode_meta, fileset_instance_uid, write_dicomdir
+from .errors import UsageError
+from .fileset import Layout, copy_instance, leaf_path
+from .report import Progress
+from .scan import ScanResult
+
+# Encapsulated (already compressed) syntaxes gain nothing from deflate.
+_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+ZIP_METHODS = ("auto", "deflate", "store", "zstd")
+
+
+def entry_method(transfer_syntax: str, choice: str) -> str:
+    if choice not in ZIP_METHODS:
+        raise UsageError(f"unknown ZIP method {choice!r} (one of {', '.join(ZIP_METHODS)})")
+    if choice != "auto":
+        return choice
+    return "deflate" if transfer_syntax in _NATIVE else "store"
+
+
+class _Chain(io.RawIOBase):
+    """Reads ``head`` then a file from ``offset``: a Part 10 file with new
+    File Meta in front of the original data set bytes, without a copy."""
+
+    def __init__(self, head: bytes, path: str, offset: int):
+        self._head = memoryview(head)
+        self._file = open(path, "rb")
+        self._file.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._file.readinto(buf)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def open_instance(scan: ScanResult) -> BinaryIO:
+    """The bytes a leaf has in the File-set, as a stream."""
+    if not scan.needs_rewrite:
+        return open(scan.path, "rb")
+    meta = encode_meta(scan.sop_class, scan.sop_instance, scan.transfer_syntax)
+    return io.BufferedReader(_Chain(meta, scan.path, scan.dataset_offset), 1 << 20)
+
+
+def dicomdir_bytes(layout: Layout, fileset_id: str) -> bytes:
+    buf = io.BytesIO()
+    write_dicomdir(buf, layout.roots, fileset_id=fileset_id)
+    return buf.getvalue()
+
+
+def package_uid_for(layout: Layout, fileset_id: str) -> str:
+    """Deterministic: the same File-set packed again is the same package."""
+    return fileset_instance_uid("package:" + fileset_id, layout.roots)
+
+
+def write_folder(root: Path, layout: Layout, fileset_id: str, progress: Progress) -> int:
+    total, written, made = len(layout.leaves), 0, set()
+    for n, leaf in enumerate(layout.leaves, 1):
+        dest = leaf_path(root, leaf)
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        written += copy_instance(leaf.source, dest)
+        if n % 32 == 0 or n == total:
+            progress("copy", n, total, written)
+    data = dicomdir_bytes(layout, fileset_id)
+    (root / "DICOMDIR").write_bytes(data)
+    return written + len(data)
+
+
+def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str,
+              summary: dict, progress: Progress, volume: tuple[int, int] = (1, 1)) -> list[EntryInfo]:
+    """Stream the File-set into a ZIP on ``out`` (which may be a pipe)."""
+    entries: list[EntryInfo] = []
+    total = len(layout.leaves)
+    done_bytes = 0
+    with ZipWriter(out) as zw:
+        entries.append(zw.add_bytes("DICOMDIR", dicomdir_bytes(layout, fileset_id),
+                                    method=entry_method("1.2.840.10008.1.2.1", method)))
+        for n, leaf in enumerate(layout.leaves, 1):
+            with open_instance(leaf.source) as src:
+                info = zw.add_stream("/".join(leaf.file_id), src,
+                                     method=entry_method(leaf.transfer_syntax, method))
+            entries.append(info)
+            done_bytes += info.size
+            if n % 32 == 0 or n == total:
+                progress("zip", n, total, done_bytes)
+        manifest = build_manifest(entries, package_uid=package_uid_for(layout, fileset_id),
+                                  fileset_summary=summary, volume=volume)
+        zw.add_bytes(MANIFEST_NAME, manifest, method="deflate")
+    return entries
+
+
+def is_stream(dest) -> bool:
+    return hasattr(dest, "write") and not isinstance(dest, (str, os.PathLike))

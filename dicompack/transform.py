@@ -1,0 +1,151 @@
+"""Per-instance transformation stages of the pack pipeline (de-identify,
+JPEG 2000), run in worker processes, streaming: the header is parsed with
+pydicom (no Pixel Data), transformed, re-encoded, and the Pixel Data element
+is either copied byte for byte from the source or replaced by the J2K
+encoder's output, frame by frame.  The result is a new Part 10 file in a
+private staging folder, which is then scanned like any input so the
+DICOMDIR is built from the transformed values only.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dicomdir import encode_meta
+from .errors import CompressionError, DicompackError, InvalidInputError
+from .scan import ScanResult, scan_file
+
+NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    deid: object = None            # deid.DeidOptions
+    j2k: object = None             # j2k.J2KOptions
+    lossy_uids: tuple = ()         # (post-deid SOP Instance UID, new UID) pairs
+
+
+@dataclass
+class Outcome:
+    """What one worker did to one instance (picklable, no PHI)."""
+    path: str
+    staged: str | None = None
+    scan: ScanResult | None = None
+    actions: dict = field(default_factory=dict)
+    j2k: dict | None = None
+    note: str = ""
+    error: DicompackError | None = None
+
+
+def lossy_uid(uid: str) -> str:
+    """The new SOP Instance UID of a lossy-compressed instance (PS3.3 C.7.6.1.1.5.1)."""
+    digest = hashlib.sha256(b"dicompack-lossy\x00" + uid.encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:15], "big"))
+
+
+def _read_header(scan: ScanResult):
+    from pydicom import dcmread
+    with open(scan.path, "rb") as f:
+        if scan.has_preamble:
+            return dcmread(f, stop_before_pixels=True)
+        ds = dcmread(f, force=True, stop_before_pixels=True)
+    from pydicom.dataset import FileMetaDataset
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = scan.transfer_syntax
+    return ds
+
+
+def _remap_uids(ds, mapping: dict[str, str]) -> None:
+    """Replace every UI value found in ``mapping``, in all sequences."""
+    if not mapping:
+        return
+
+    def visit(dataset, elem):
+        if elem.VR == "UI" and elem.value:
+            values = elem.value if elem.VM > 1 else [elem.value]
+            new = [mapping.get(str(v), str(v)) for v in values]
+            if new != [str(v) for v in values]:
+                elem.value = new if elem.VM > 1 else new[0]
+    ds.walk(visit)
+
+
+def _encode_header(ds, transfer_syntax: str) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    buf = DicomBytesIO()
+    buf.is_little_endian = transfer_syntax != "1.2.840.10008.1.2.2"
+    buf.is_implicit_VR = transfer_syntax == "1.2.840.10008.1.2"
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def transform_instance(scan: ScanResult, stage_dir: str, spec: TransformSpec) -> Outcome:
+    """Worker entry point: never raises; errors travel in the outcome."""
+    out = Outcome(scan.path)
+    try:
+        _transform(scan, Path(stage_dir), spec, out)
+    except DicompackError as err:
+        out.error = err
+    except Exception as err:  # a library bug or an input pydicom cannot handle
+        out.error = InvalidInputError(f"cannot transform: {type(err).__name__}: {err}", where=scan.path)
+    return out
+
+
+def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome) -> None:
+    if scan.transfer_syntax == "1.2.840.10008.1.2.1.99":
+        raise InvalidInputError("deflated data sets cannot be transformed in streaming mode", where=scan.path)
+    ds = _read_header(scan)
+    if spec.deid is not None:
+        from .deid import Deidentifier
+        result = Deidentifier(spec.deid).apply(ds, where=scan.path)
+        out.actions = dict(result.actions)
+    _remap_uids(ds, dict(spec.lossy_uids))
+    ts = scan.transfer_syntax
+    staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
+    pixel_part = None
+    if spec.j2k is not None and scan.pixel_offset is not None:
+        from . import j2k
+        reason = j2k.skip_reason(ds, ts, spec.j2k)
+        if reason is None:
+            pixel_part = tempfile.TemporaryFile(dir=stage_dir)
+            with open(scan.path, "rb") as src:
+                result = j2k.encode_pixel_data(src, scan.pixel_offset, ds, ts, spec.j2k, pixel_part,
+                                               where=scan.path)
+            ts = result.transfer_syntax
+            out.j2k = result.to_dict()
+        else:
+            out.note = reason
+    header_ts = ts if ts in NATIVE_LE + ("1.2.840.10008.1.2.2",) else "1.2.840.10008.1.2.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    with open(staged, "wb") as f:
+        f.write(encode_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), ts))
+        f.write(_encode_header(ds, header_ts))
+        if pixel_part is not None:
+            pixel_part.seek(0)
+            shutil.copyfileobj(pixel_part, f, 1 << 20)
+            pixel_part.close()
+        elif scan.pixel_offset is not None:
+            _copy_pixel_element(scan, f)
+    out.staged = str(staged)
+    out.scan = scan_file(str(staged))
+    if out.scan.status != "dicom":
+        raise CompressionError(f"transformed file is not valid: {out.scan.reason}", where=scan.path)
+
+
+def _copy_pixel_element(scan: ScanResult, f) -> None:
+    """Copy the source's Pixel Data element unchanged (only that element:
+    anything after it, e.g. Digital Signatures, is not carried over)."""
+    with open(scan.path, "rb") as src:
+        src.seek(scan.pixel_offset)
+        remaining = scan.pixel_end - scan.pixel_offset
+        while remaining:
+            chunk = src.read(min(remaining, 1 << 20))
+            if not chunk:
+                raise InvalidInputError("Pixel Data cut short while copying", where=scan.path)
+            f.write(chunk)
+            remaining -= len(chunk)
