@@ -19,7 +19,6 @@ from .container.manifest import MANIFEST_NAME, parse_manifest
 from .container.zip import ZipLimits, ZipReader, extract_atomically
 from .dicomdir import Finding
 from .errors import PackageInvalidError, UsageError
-from .fileset import sha256_file
 from .output import TMP_MARK, check_destination
 from .report import Progress
 
@@ -49,29 +48,22 @@ class ZipCheck:
     records: int = 0
     files: int = 0
     fileset_id: str = ""
+    digests: dict[str, str] = field(default_factory=dict)
 
 
-def _manifest_findings(root: Path, manifest: dict, progress: Progress) -> list[Finding]:
-    """Compare the extracted files with the manifest's sizes and SHA-256."""
+def _manifest_findings(digests: dict[str, str], manifest: dict) -> list[Finding]:
+    """Compare the SHA-256 of every extracted entry with the manifest's."""
     out = []
     listed = {e["name"] for e in manifest["entries"]}
-    total = len(manifest["entries"])
-    for n, entry in enumerate(manifest["entries"], 1):
-        path = root / entry["name"]
-        if not path.is_file():
+    for entry in manifest["entries"]:
+        digest = digests.get(entry["name"])
+        if digest is None:
             out.append(Finding("error", entry["name"], "listed in the manifest but missing from the ZIP"))
-            continue
-        if path.stat().st_size != entry["size"]:
-            out.append(Finding("error", entry["name"], f"size {path.stat().st_size} differs from the "
-                                                       f"manifest's {entry['size']}"))
-        elif sha256_file(path) != entry["sha256"]:
+        elif digest != entry["sha256"]:
             out.append(Finding("error", entry["name"], "SHA-256 differs from the manifest (damaged or altered)"))
-        if n % 64 == 0 or n == total:
-            progress("verify", n, total)
-    for path in root.rglob("*"):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and rel not in listed and rel != MANIFEST_NAME:
-            out.append(Finding("error", rel, "in the ZIP but not listed in the manifest"))
+    for name in digests:
+        if name not in listed and name != MANIFEST_NAME:
+            out.append(Finding("error", name, "in the ZIP but not listed in the manifest"))
     return out
 
 
@@ -84,7 +76,7 @@ def staged_zip(src, parent: Path, *, limits: ZipLimits = ZipLimits(), progress: 
         reader = ZipReader(src, limits=limits)
         result = ZipCheck(entries=len(reader.entries()))
         root = staging / "fileset"
-        extract_atomically(reader, root, on_bytes=None)
+        result.digests = extract_atomically(reader, root, on_bytes=None)
         yield root, result, reader
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -96,7 +88,7 @@ def check_zip_contents(root: Path, reader: ZipReader, result: ZipCheck, progress
     manifest_path = root / MANIFEST_NAME
     if manifest_path.is_file():
         result.manifest = parse_manifest(manifest_path.read_bytes())
-        result.findings += _manifest_findings(root, result.manifest, progress)
+        result.findings += _manifest_findings(result.digests, result.manifest)
     else:
         result.findings.append(Finding("warning", "ZIP", f"no {MANIFEST_NAME} manifest: not made by "
                                                          "dicompack; integrity rests on CRCs only"))

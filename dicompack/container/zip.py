@@ -345,12 +345,13 @@ class ZipReader:
         if stat.S_ISLNK(e.external_attr >> 16):
             raise UnsafeArchiveError("symbolic link entry", where=e.name)
         key = e.name.rstrip("/")
-        if key in seen:
+        other = seen.get(key.lower())
+        if other == key:
             raise UnsafeArchiveError("duplicate entry name", where=e.name)
-        if key.lower() in {k.lower() for k in seen} and key not in seen:
-            other = next(k for k in seen if k.lower() == key.lower())
+        if other is not None:
+            # Case-insensitive file systems (Windows, macOS) would merge the two.
             raise UnsafeArchiveError(f"name differs only in case from {other!r}", where=e.name)
-        seen[key] = key
+        seen[key.lower()] = key
         if e.method not in METHOD_IDS:
             raise PackageInvalidError(f"unsupported compression ({e.method})", where=e.name)
         if e.size > self.limits.max_entry_size:
@@ -488,35 +489,45 @@ class _EntryStream(io.RawIOBase):
 # ---------------------------------------------------------------- extraction
 
 def extract_atomically(reader: ZipReader, target: Path, *,
-                       on_bytes: Callable[[int], None] | None = None) -> list[Path]:
+                       on_bytes: Callable[[int], None] | None = None) -> dict[str, str]:
     """Extract every entry into a temporary sibling of ``target``, then rename
-    it to ``target``.  On any failure nothing exists at ``target``."""
+    it to ``target``.  On any failure nothing exists at ``target``.
+
+    Returns the SHA-256 (hex) of every file extracted, computed on the way,
+    so integrity checks need not read the files again."""
     target = Path(target)
     entries = reader.entries()   # all names validated before anything is written
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError("extraction target exists and is not empty", where=str(target))
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.dicompack-tmp-", dir=target.parent))
-    written: list[Path] = []
+    digests: dict[str, str] = {}
+    made: set[str] = set()
+    base = os.path.realpath(tmp)
     try:
         for e in entries:
-            dest = tmp.joinpath(*e.name.rstrip("/").split("/"))
-            if not dest.resolve().is_relative_to(tmp.resolve()):
+            dest = os.path.normpath(os.path.join(base, *e.name.rstrip("/").split("/")))
+            # Names were validated; this guards the guard (we create no symlinks).
+            if not dest.startswith(base + os.sep):
                 raise UnsafeArchiveError("entry would be written outside the target folder", where=e.name)
+            folder = dest if e.is_dir else os.path.dirname(dest)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
             if e.is_dir:
-                dest.mkdir(parents=True, exist_ok=True)
                 continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
             with reader.open(e) as src, open(dest, "xb") as out:
                 while chunk := src.read(1 << 20):
+                    sha.update(chunk)
                     out.write(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
-            written.append(target.joinpath(*e.name.split("/")))
+            digests[e.name] = sha.hexdigest()
         os.chmod(tmp, 0o755)
         if target.is_dir():
             target.rmdir()
         os.rename(tmp, target)
-        return written
+        return digests
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
