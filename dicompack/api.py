@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,9 +75,39 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
         dest = Path(dest)
         check_destination(dest, force=options.force)
     report = PackReport(output=label, format=fmt, fileset_id=options.fileset_id)
-    kept = _scan_inputs(sources, report, options, progress, exclude=None if stream else dest)
-    layout = fs.plan_layout(kept)
-    _summarize(report, layout, started)
+    with ExitStack() as stack:
+        paths = _source_paths(sources, stack)
+        kept = _scan_inputs(paths, report, options, progress, exclude=None if stream else dest)
+        _emit(dest, stream, fmt, fs.plan_layout(kept), report, options, progress)
+    report.seconds = round(time.monotonic() - started, 3)
+    report.files_per_second = round(report.instances / report.seconds, 1) if report.seconds else 0.0
+    return report
+
+
+def _source_paths(sources, stack: ExitStack) -> list:
+    """Paths as given; binary streams and (name, stream) pairs are spooled
+    into a private temporary folder first (scanning needs random access)."""
+    if isinstance(sources, (str, os.PathLike)) or hasattr(sources, "read"):
+        sources = [sources]
+    paths, spool = [], None
+    for n, src in enumerate(sources):
+        if isinstance(src, (str, os.PathLike)):
+            paths.append(src)
+            continue
+        name, stream = src if isinstance(src, tuple) else (getattr(src, "name", None), src)
+        if not hasattr(stream, "read"):
+            raise UsageError(f"source {n} is neither a path, a binary stream nor a (name, stream) pair")
+        if spool is None:
+            spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-src-")))
+            paths.append(spool)
+        with open(spool / f"{n:08d}", "wb") as f:
+            shutil.copyfileobj(stream, f, 1 << 20)
+    return paths
+
+
+def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: PackOptions,
+          progress: Progress) -> None:
+    _summarize(report, layout)
     if fmt == "dir":
         if stream:
             raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
@@ -84,8 +117,6 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
         report.bytes_written = _emit_zip(dest, stream, layout, report, options, progress)
     else:
         raise UsageError("secure packages need recipients (see 'dicompack pack --help')")
-    _summarize(report, layout, started)
-    return report
 
 
 def _emit_zip(dest, stream: bool, layout, report: PackReport, options: PackOptions,
@@ -130,7 +161,7 @@ def _fileset_summary(report: PackReport) -> dict:
             "application_profile": report.application_profile}
 
 
-def _scan_inputs(sources, report: PackReport, options: PackOptions, progress: Progress,
+def _scan_inputs(sources: list, report: PackReport, options: PackOptions, progress: Progress,
                  *, exclude: Path) -> list[ScanResult]:
     paths = [p for p in iter_source_files(sources) if not _inside(p, exclude)]
     progress("scan", 0, len(paths))
@@ -167,7 +198,7 @@ def _inside(path: str, folder: Path | None) -> bool:
         return False
 
 
-def _summarize(report: PackReport, layout: fs.Layout, started: float) -> None:
+def _summarize(report: PackReport, layout: fs.Layout) -> None:
     counts = Counter(r.type for r in walk_all(layout.roots))
     report.patients, report.studies, report.series = counts["PATIENT"], counts["STUDY"], counts["SERIES"]
     report.instances = len(layout.leaves)
@@ -175,8 +206,6 @@ def _summarize(report: PackReport, layout: fs.Layout, started: float) -> None:
     report.application_profile = application_profile(report.transfer_syntaxes)
     report.invented = [vars(i) for i in layout.invented]
     report.warnings = [Problem(p, w) for p, w in layout.warnings]
-    report.seconds = round(time.monotonic() - started, 3)
-    report.files_per_second = round(report.instances / report.seconds, 1) if report.seconds else 0.0
 
 
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}

@@ -4,6 +4,7 @@ failed run leaves nothing at the destination."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -12,10 +13,49 @@ from pathlib import Path
 from .errors import OutputExistsError, UsageError
 
 TMP_MARK = ".dicompack-tmp-"
+_STALE = re.compile(re.escape(TMP_MARK) + r"(\d+)-")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary sibling of ``name``; it carries our PID so that
+    a later run can tell leftovers of a killed run (kill -9) from live ones."""
+    return f".{name}{TMP_MARK}{os.getpid()}-"
+
+
+def sweep_stale(parent: Path) -> list[str]:
+    """Remove temporaries in ``parent`` left by runs that no longer exist."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        m = _STALE.search(name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        path = Path(parent) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_destination(dest: Path, *, force: bool) -> None:
-    """Refuse a destination we would clobber, before any work is done."""
+    """Refuse a destination we would clobber, before any work is done;
+    sweep away what killed earlier runs left beside it."""
+    sweep_stale(dest.parent if dest.parent.is_dir() else Path("."))
     if not dest.exists() and not dest.is_symlink():
         if not dest.parent.is_dir():
             raise UsageError("parent folder does not exist", where=str(dest))
@@ -33,7 +73,7 @@ def atomic_directory(dest: Path, *, force: bool = False):
     """Yield a temporary directory that becomes ``dest`` on success."""
     dest = Path(dest)
     check_destination(dest, force=force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{TMP_MARK}", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it private
@@ -48,7 +88,7 @@ def atomic_file(dest: Path, *, force: bool = False):
     """Yield an open binary file that becomes ``dest`` on success."""
     dest = Path(dest)
     check_destination(dest, force=force)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}{TMP_MARK}", dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(dest.name), dir=dest.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "w+b") as f:
@@ -72,7 +112,7 @@ def _replace(tmp: Path, dest: Path) -> None:
     if dest.is_dir() and not dest.is_symlink():
         if any(dest.iterdir()):
             # --force on a non-empty folder: swap, then delete the old one.
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name + ".old"), dir=dest.parent))
             os.rename(dest, old / "x")
             os.rename(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)

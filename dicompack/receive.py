@@ -19,7 +19,7 @@ from .container.manifest import MANIFEST_NAME, parse_manifest
 from .container.zip import ZipLimits, ZipReader, extract_atomically
 from .dicomdir import Finding
 from .errors import PackageInvalidError, UsageError
-from .output import TMP_MARK, check_destination
+from .output import check_destination, sweep_stale, temp_prefix
 from .report import Progress
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -71,7 +71,8 @@ def _manifest_findings(digests: dict[str, str], manifest: dict) -> list[Finding]
 def staged_zip(src, parent: Path, *, limits: ZipLimits = ZipLimits(), progress: Progress = Progress(None)):
     """Extract a ZIP into a private staging folder under ``parent``; yield
     (folder, ZipCheck); remove the staging folder afterwards, always."""
-    staging = Path(tempfile.mkdtemp(prefix=f".stage{TMP_MARK}", dir=parent))
+    sweep_stale(parent)
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix("stage"), dir=parent))
     try:
         reader = ZipReader(src, limits=limits)
         result = ZipCheck(entries=len(reader.entries()))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ..errors import PackageInvalidError, UnsafeArchiveError, UsageError
+from ..output import temp_prefix
 
 METHOD_IDS = {"store": 0, "deflate": 8, "zstd": 93}
 METHOD_NAMES = {v: k for k, v in METHOD_IDS.items()}
@@ -499,7 +500,7 @@ def extract_atomically(reader: ZipReader, target: Path, *,
     entries = reader.entries()   # all names validated before anything is written
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError("extraction target exists and is not empty", where=str(target))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.dicompack-tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     digests: dict[str, str] = {}
     made: set[str] = set()
     base = os.path.realpath(tmp)
