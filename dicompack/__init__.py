@@ -15,7 +15,7 @@ from .errors import (CancelledError, CompressionError, DecryptionError,  # noqa:
                      DeidentificationError, DicompackError, DuplicateInstanceError,
                      InvalidInputError, KeyMaterialError, OutputExistsError,
                      PackageInvalidError, SignatureInvalidError, SignerUntrustedError,
-                     UnsafeArchiveError, UnsignedPackageError, UsageError)
+                     StorageError, UnsafeArchiveError, UnsignedPackageError, UsageError)
 from .report import (CheckReport, DicomdirReport, ListReport, PackReport,  # noqa: E402
                      ProgressEvent, UnpackReport, VerifyReport)
 
@@ -25,4 +25,4 @@ __all__ = ["pack", "verify", "unpack", "check", "list_fileset", "build_dicomdir"
            "OutputExistsError", "InvalidInputError", "DuplicateInstanceError", "PackageInvalidError",
            "UnsafeArchiveError", "DecryptionError", "SignatureInvalidError", "SignerUntrustedError",
            "UnsignedPackageError", "DeidentificationError", "CompressionError", "KeyMaterialError",
-           "CancelledError"]
+           "StorageError", "CancelledError"]

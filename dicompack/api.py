@@ -16,7 +16,7 @@ from pathlib import Path
 from . import fileset as fs
 from .check import check_fileset
 from .dicomdir import read_dicomdir, write_dicomdir_file
-from .errors import InvalidInputError, PackageInvalidError, UsageError
+from .errors import InvalidInputError, PackageInvalidError, StorageError, UsageError
 from . import package as pkg
 from .output import atomic_directory, atomic_file, check_destination
 from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
@@ -61,6 +61,21 @@ def _validate_fileset_id(fileset_id: str) -> None:
                          where=fileset_id)
 
 
+def storage_errors(func):
+    """Turn OS-level failures (disk full, vanished or unreadable file) into
+    a StorageError naming the file, so callers see one error family."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:
+            raise StorageError(exc.strerror or str(exc), where=exc.filename or "output") from None
+    return wrapper
+
+
+@storage_errors
 def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     """Build a standard File-set from ``sources`` and write it to ``dest``:
     a folder, a ZIP file, or any writable binary stream (non-seekable too)."""
@@ -227,6 +242,7 @@ def application_profile(syntaxes) -> str:
 
 # ---------------------------------------------------------------- dicomdir
 
+@storage_errors
 def build_dicomdir(root, *, fileset_id: str | None = None, update: bool = False,
                    jobs: int | None = None, progress: ProgressCallback | None = None) -> DicomdirReport:
     """(Re)build the DICOMDIR of an existing File-set from its files.
@@ -336,6 +352,7 @@ def fileset_root(path):
         raise UsageError("no such file or folder", where=str(path))
 
 
+@storage_errors
 def check(path, *, jobs: int | None = None) -> CheckReport:
     """Validate a File-set (folder, its DICOMDIR, or a ZIP package)."""
     with fileset_root(path) as root:
@@ -417,6 +434,7 @@ def _zip_report(path: Path, result, label: str) -> VerifyReport:
     return report
 
 
+@storage_errors
 def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
     """Verify a package (ZIP) or a File-set without restoring anything."""
     from contextlib import ExitStack
@@ -449,6 +467,7 @@ def _limits(options: ReceiveOptions):
     return options.limits or ZipLimits()
 
 
+@storage_errors
 def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool = False,
            rebuild: bool = False) -> UnpackReport:
     """Verify, then restore a package's File-set at ``dest`` atomically.

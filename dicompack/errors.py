@@ -100,6 +100,11 @@ class KeyMaterialError(UsageError):
     """A key, certificate, PKCS#12 bundle or password file cannot be used."""
 
 
+class StorageError(DicompackError):
+    """Reading or writing a file failed (disk full, read error, vanished file)."""
+    exit_code = 12
+
+
 class CancelledError(DicompackError):
     """The caller's progress callback asked to stop."""
     exit_code = 130
@@ -109,4 +114,4 @@ EXIT_CODES = {cls.__name__: cls.exit_code for cls in (
     DicompackError, UsageError, InvalidInputError, PackageInvalidError,
     UnsafeArchiveError, DecryptionError, SignatureInvalidError,
     SignerUntrustedError, UnsignedPackageError, DeidentificationError,
-    CompressionError, CancelledError)}
+    CompressionError, StorageError, CancelledError)}

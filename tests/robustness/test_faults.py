@@ -1,0 +1,92 @@
+"""Fault injection: a pack interrupted or failing at any stage leaves nothing
+at the destination and no temporary files; a re-run succeeds."""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import dicompack
+from dicompack import synthetic
+
+from ..conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "src"
+    synthetic.make_messy_tree(root, 3000, rows=32, columns=32)
+    return root
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if "dicompack-tmp" in p.name]
+
+
+@pytest.mark.parametrize("stage", ["scan", "copy", "zip"])
+def test_kill_9_at_each_stage_then_rerun(corpus, tmp_path, stage):
+    """The child stops itself (SIGKILL) when its progress reaches ``stage``."""
+    out = tmp_path / ("out.zip" if stage == "zip" else "out")
+    script = f"""
+import os, signal, dicompack
+def progress(event):
+    if event.stage == {stage!r} and event.files_done > 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+dicompack.pack([{str(corpus)!r}], {str(out)!r}, dicompack.PackOptions(progress=progress, jobs=1))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    # A re-run sweeps the killed run's temporaries and succeeds.
+    run_cli("pack", corpus, "-o", out, "-q", check=True)
+    assert out.exists() and _leftovers(tmp_path) == []
+
+
+def test_disk_full_on_output(corpus, tmp_path):
+    """RLIMIT_FSIZE makes writes past 2 MB fail with EFBIG, as a full disk would."""
+    out = tmp_path / "out.zip"
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    proc = subprocess.run([sys.executable, "-m", "dicompack.cli", "pack", str(corpus), "-o", str(out), "-q"],
+                          capture_output=True, preexec_fn=limit)
+    assert proc.returncode == 12, proc.stderr
+    assert len(proc.stderr.decode().strip().splitlines()) == 1
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_stream_to_full_device_is_a_storage_error(corpus):
+    with open("/dev/full", "wb", buffering=0) as full:
+        with pytest.raises(dicompack.StorageError):
+            dicompack.pack([corpus], full, dicompack.PackOptions(format="zip"))
+
+
+def test_source_vanishing_during_copy(tmp_path):
+    src = tmp_path / "src"
+    synthetic.make_messy_tree(src, 50, rows=8, columns=8)
+    victim = sorted(src.rglob("*"))[-1]
+    out = tmp_path / "out"
+
+    def progress(event):
+        if event.stage == "copy" and victim.exists():
+            victim.unlink()
+
+    with pytest.raises(dicompack.StorageError) as err:
+        dicompack.pack([src], out, dicompack.PackOptions(progress=progress))
+    assert str(victim) in str(err.value)
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_cancel_from_callback(corpus, tmp_path):
+    out = tmp_path / "out.zip"
+    with pytest.raises(dicompack.CancelledError):
+        dicompack.pack([corpus], out, dicompack.PackOptions(progress=lambda e: e.stage != "zip"))
+    assert not out.exists() and _leftovers(tmp_path) == []
