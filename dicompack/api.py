@@ -34,6 +34,7 @@ class PackOptions:
     fileset_id: str = ""
     format: str | None = None        # 'dir' | 'zip' | 'secure'; default from the destination's suffix
     zip_method: str = "auto"         # 'auto' (deflate native, store compressed) | 'deflate' | 'store' | 'zstd'
+    split: int | None = None         # volume size in bytes: several complete File-sets NAME-1ofN
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -123,34 +124,52 @@ def _source_paths(sources, stack: ExitStack) -> list:
 def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: PackOptions,
           progress: Progress) -> None:
     _summarize(report, layout)
-    if fmt == "dir":
-        if stream:
-            raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
-        with atomic_directory(dest, force=options.force) as tmp:
-            report.bytes_written = pkg.write_folder(tmp, layout, options.fileset_id, progress)
-    elif fmt == "zip":
-        report.bytes_written = _emit_zip(dest, stream, layout, report, options, progress)
-    else:
+    if fmt == "secure":
         raise UsageError("secure packages need recipients (see 'dicompack pack --help')")
-
-
-def _emit_zip(dest, stream: bool, layout, report: PackReport, options: PackOptions,
-              progress: Progress) -> int:
+    if fmt == "dir" and stream:
+        raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
+    volumes = [layout]
+    if options.split and not stream:
+        plan = fs.split_volumes(layout, options.split)
+        volumes = [fs.plan_layout(v) for v in plan.volumes]
+        report.warnings += [Problem(str(dest), note) for note in plan.notes]
+    package_uid = pkg.package_uid_for(layout, options.fileset_id)
     summary = _fileset_summary(report)
+    fs.release_key_values(layout)
+    with ExitStack() as stack:   # every volume is renamed into place only when all are written
+        for i, vol in enumerate(volumes, 1):
+            volume = (i, len(volumes))
+            target = dest if stream else fs.volume_name(dest, i, len(volumes))
+            report.volumes.append("<stream>" if stream else str(target))
+            report.bytes_written += _emit_volume(stack, target, stream, fmt, vol, options, progress,
+                                                 package_uid, summary | {"volume_instances": len(vol.leaves)},
+                                                 volume, report)
+
+
+def _emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, options: PackOptions,
+                 progress: Progress, package_uid: str, summary: dict, volume: tuple[int, int],
+                 report: PackReport) -> int:
+    if fmt == "dir":
+        tmp = stack.enter_context(atomic_directory(target, force=options.force))
+        written = pkg.write_folder(tmp, layout, options.fileset_id, progress)
+        if volume[1] > 1:
+            written += pkg.write_folder_manifest(tmp, package_uid=package_uid, summary=summary, volume=volume)
+        return written
+    kwargs = dict(fileset_id=options.fileset_id, method=options.zip_method, summary=summary,
+                  progress=progress, package_uid=package_uid, volume=volume)
     if stream:
-        out = sys.stdout.buffer if str(dest) == "-" else dest
+        out = sys.stdout.buffer if str(target) == "-" else target
         counter = _CountingWriter(out)
-        entries = pkg.write_zip(counter, layout, fileset_id=options.fileset_id,
-                                method=options.zip_method, summary=summary, progress=progress)
+        entries = pkg.write_zip(counter, layout, **kwargs)
         out.flush()
         written = counter.count
     else:
-        with atomic_file(dest, force=options.force) as f:
-            entries = pkg.write_zip(f, layout, fileset_id=options.fileset_id,
-                                    method=options.zip_method, summary=summary, progress=progress)
-            written = f.tell()
-    report.stages["zip"] = {"entries": len(entries) + 1, "methods": dict(Counter(e.method for e in entries)),
-                            "suggested_attachment_name": "DICOM.ZIP"}
+        f = stack.enter_context(atomic_file(target, force=options.force))
+        entries = pkg.write_zip(f, layout, **kwargs)
+        written = f.tell()
+    methods = Counter(e.method for e in entries) + Counter(report.stages.get("zip", {}).get("methods", {}))
+    report.stages["zip"] = {"entries": report.stages.get("zip", {}).get("entries", 0) + len(entries) + 1,
+                            "methods": dict(methods), "suggested_attachment_name": "DICOM.ZIP"}
     return written
 
 
@@ -472,38 +491,70 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
            rebuild: bool = False) -> UnpackReport:
     """Verify, then restore a package's File-set at ``dest`` atomically.
 
+    ``src`` may be a list of volumes (NAME-1ofN ...): all are verified, must
+    share one package UID and be complete, and are merged into one File-set.
     With ``rebuild`` a foreign ZIP (no DICOMDIR, DICOMDIR in a subfolder,
     non-conformant names) is turned into a conformant File-set instead.
     """
-    from contextlib import ExitStack
-
     from . import receive
     progress = Progress(options.progress)
     dest = Path(dest)
     check_destination(dest, force=force)
     parent = receive.require_parent(dest)
+    sources = list(src) if isinstance(src, (list, tuple)) else [src]
     with ExitStack() as stack:
-        path = _as_path(src, stack)
-        label = "<stream>" if pkg.is_stream(src) else str(src)
-        if receive.sniff(path) != "zip":
-            raise UsageError("unpack takes a ZIP or secure package", where=label)
-        with receive.staged_zip(path, parent, limits=_limits(options)) as (root, result, reader):
+        staged = []
+        for one in sources:
+            path = _as_path(one, stack)
+            label = "<stream>" if pkg.is_stream(one) else str(one)
+            if receive.sniff(path) != "zip":
+                raise UsageError("unpack takes a ZIP or secure package", where=label)
+            root, result, reader = stack.enter_context(
+                receive.staged_zip(path, parent, limits=_limits(options)))
             if rebuild:
-                return _rebuild(root, dest, label, force, options)
+                return _rebuild([root], dest, label, force, options)
             receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
             verified = _zip_report(path, result, label)
             errors = [f for f in verified.findings if f["severity"] == "error"]
             if errors:
                 raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)
-            progress("restore", 0, 1)
-            receive.restore(root, dest)
-            progress("restore", 1, 1)
-            return UnpackReport(path=label, output=str(dest), files=result.files, verify=verified.to_dict())
+            staged.append((root, verified))
+        if len(staged) > 1:
+            _check_volume_set([v for _, v in staged])
+            merged = _rebuild([r for r, _ in staged], dest, ", ".join(map(str, sources)), force, options)
+            merged.rebuilt, merged.verify = False, {"volumes": [v.to_dict() for _, v in staged]}
+            return merged
+        root, verified = staged[0]
+        progress("restore", 0, 1)
+        receive.restore(root, dest)
+        progress("restore", 1, 1)
+        return UnpackReport(path=verified.path, output=str(dest), files=verified.files,
+                            verify=verified.to_dict())
 
 
-def _rebuild(root: Path, dest: Path, label: str, force: bool, options: ReceiveOptions) -> UnpackReport:
-    """Foreign ZIP: pack whatever DICOM it holds into a conformant File-set."""
-    packed = pack([root], dest, PackOptions(force=force, jobs=options.jobs, skip_invalid=True,
+def _check_volume_set(reports: list[VerifyReport]) -> None:
+    """Volumes of one package: same package UID, each index once, none missing."""
+    first = reports[0]
+    count = first.volume.get("count", 1)
+    seen: dict[int, str] = {}
+    for r in reports:
+        if r.package_uid != first.package_uid or not r.package_uid:
+            raise PackageInvalidError(f"volume of another package ({r.package_uid or 'no manifest'}, "
+                                      f"expected {first.package_uid})", where=r.path)
+        index = r.volume.get("index")
+        if r.volume.get("count") != count or index in seen:
+            raise PackageInvalidError(f"volume {index} of {r.volume.get('count')} does not fit the set "
+                                      f"(already have {sorted(seen)} of {count})", where=r.path)
+        seen[index] = r.path
+    missing = sorted(set(range(1, count + 1)) - set(seen))
+    if missing:
+        raise PackageInvalidError(f"missing volume(s) {', '.join(map(str, missing))} of {count}",
+                                  where=first.path)
+
+
+def _rebuild(roots: list[Path], dest: Path, label: str, force: bool, options: ReceiveOptions) -> UnpackReport:
+    """Pack whatever DICOM the extracted folders hold into one conformant File-set."""
+    packed = pack(roots, dest, PackOptions(force=force, jobs=options.jobs, skip_invalid=True,
                                             progress=options.progress))
     return UnpackReport(path=label, output=str(dest), files=packed.instances, rebuilt=True,
                         verify={"pack": packed.to_dict()})

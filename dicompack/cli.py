@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__, api
-from .errors import DicompackError, InvalidInputError, PackageInvalidError
+from .errors import DicompackError, InvalidInputError, PackageInvalidError, UsageError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Pack DICOM studies into standard File-sets; verify and unpack them safely.")
@@ -88,6 +88,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          fmt: Optional[str] = typer.Option(None, "--format", help="dir | zip | secure (default: from the destination's suffix)."),
          zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
+         split: Optional[str] = typer.Option(None, "--split", help="Volume size, e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
@@ -100,6 +101,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
                        err=True)
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
+            split=parse_size(split) if split else None,
             force=force, jobs=jobs, progress=bar))
     if output == "-":
         typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
@@ -165,6 +167,18 @@ def dicomdir(folder: Path = typer.Argument(..., help="Root of an existing File-s
           + (f", {report.added} added" if update else "") + f" in {report.seconds:.2f} s")
 
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'650M', '4.7G', '25m', '1000000' -> bytes (binary units)."""
+    import re
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)B?\s*", text.upper())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"not a size: {text!r} (e.g. 650M, 4.7G)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
 def _findings_text(report) -> list[str]:
     return [f"{f['severity']}: {f['where']}: {f['what']}" for f in report.findings]
 
@@ -185,7 +199,7 @@ def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a
 
 
 @app.command()
-def unpack(package: Path = typer.Argument(..., help="ZIP or secure package."),
+def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure package; several volumes (NAME-1ofN) are merged."),
            output: Path = typer.Option(..., "-o", "--output", help="Destination folder."),
            rebuild: bool = typer.Option(False, "--rebuild", help="Foreign ZIP: build a conformant File-set from the DICOM files it holds."),
            force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
@@ -194,7 +208,8 @@ def unpack(package: Path = typer.Argument(..., help="ZIP or secure package."),
            quiet: bool = typer.Option(False, "--quiet", "-q")):
     """Verify a package, then restore its File-set atomically (nothing is written on failure)."""
     with _errors(as_json), _progress_bar(quiet) as bar:
-        report = api.unpack(package, output, api.ReceiveOptions(jobs=jobs, progress=bar),
+        report = api.unpack(packages if len(packages) > 1 else packages[0], output,
+                            api.ReceiveOptions(jobs=jobs, progress=bar),
                             force=force, rebuild=rebuild)
     _emit(report, as_json, f"{report.output}: {report.files} files restored"
           + (" (rebuilt as a conformant File-set)" if report.rebuilt else " (verified)"))

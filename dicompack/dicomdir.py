@@ -250,9 +250,8 @@ def _parse_record(buf, walker: Walker, item_pos: int, start: int, stop: int) -> 
     rec.sop_class = decode_text(raw.get(REF_CLASS, b""))
     rec.sop_instance = decode_text(raw.get(REF_INSTANCE, b""))
     rec.transfer_syntax = decode_text(raw.get(REF_TS, b""))
-    # Offsets are kept on the side until linking.
-    rec._next = _u32(raw.get(NEXT))            # type: ignore[attr-defined]
-    rec._lower = _u32(raw.get(LOWER))          # type: ignore[attr-defined]
+    rec.next_offset = _u32(raw.get(NEXT))
+    rec.lower_offset = _u32(raw.get(LOWER))
     return rec
 
 
@@ -274,9 +273,9 @@ def _link(dd: DicomDir, first_root: int) -> None:
             seen.add(offset)
             level.append(rec)
             where = f"record at byte {offset} ({rec.type})"
-            offset = rec._next                 # type: ignore[attr-defined]
+            offset = rec.next_offset
         for rec in level:
-            rec.children = chain(rec._lower, f"lower level of record at byte {rec.offset} ({rec.type})")  # type: ignore[attr-defined]
+            rec.children = chain(rec.lower_offset, f"lower level of record at byte {rec.offset} ({rec.type})")
         return level
 
     dd.roots = chain(first_root, "File-set root (0004,1200)") if dd.records else []

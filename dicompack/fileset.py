@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +147,10 @@ def _leaf(scan: ScanResult, file_id: tuple[str, ...], number: int, layout: Layou
     rtype = record_type_for(scan.sop_class)
     invent = {INSTANCE_NUMBER: str(number), 0x00080023: "19000101", 0x00080033: "000000"}
     leaf = make_record(rtype, scan, invent=invent, notes=layout.invented)
-    leaf.file_id, leaf.sop_class, leaf.sop_instance = file_id, scan.sop_class, scan.sop_instance
-    leaf.transfer_syntax = scan.transfer_syntax
+    # Interned: 100,000 leaves share a few distinct components and UIDs.
+    leaf.file_id = tuple(sys.intern(part) for part in file_id)
+    leaf.sop_class, leaf.sop_instance = sys.intern(scan.sop_class), scan.sop_instance
+    leaf.transfer_syntax = sys.intern(scan.transfer_syntax)
     leaf.source = scan
     layout.leaves.append(leaf)
     return leaf
@@ -186,6 +189,16 @@ def _series_order(item):
 
 # ---------------------------------------------------------------- writing
 
+def release_key_values(layout: Layout) -> None:
+    """Once records exist, scans need only their identity: drop the rest
+    (a third of the memory of a 100,000-instance pack)."""
+    keep = (0x00080016, 0x00080018)
+    for leaf in layout.leaves:
+        scan = leaf.source
+        scan.values = {tag: scan.values[tag] for tag in keep if tag in scan.values}
+        scan.sequences = {}
+
+
 def copy_instance(scan: ScanResult, dest: Path) -> int:
     """Copy one input file to ``dest``: unchanged, or with the File Meta and
     preamble the standard demands.  Returns bytes written."""
@@ -202,3 +215,60 @@ def copy_instance(scan: ScanResult, dest: Path) -> int:
 
 def leaf_path(root: Path, leaf: Record) -> Path:
     return root.joinpath(*leaf.file_id)
+
+
+# ---------------------------------------------------------------- volumes
+
+# Per-instance bytes besides the file: DICOMDIR record, ZIP headers, manifest line.
+VOLUME_OVERHEAD_PER_FILE = 1024
+
+
+@dataclass
+class VolumePlan:
+    volumes: list[list[ScanResult]]
+    notes: list[str] = field(default_factory=list)
+
+
+def split_volumes(layout: Layout, limit: int) -> VolumePlan:
+    """Cut the File-set into volumes of at most ``limit`` bytes (estimated
+    uncompressed).  Patients, then studies, then series stay whole where they
+    fit; only a series larger than a volume is split by instance (noted)."""
+    plan = VolumePlan(volumes=[[]])
+    used = [0]
+
+    def size(rec: Record) -> int:
+        return sum(leaf.source.size + VOLUME_OVERHEAD_PER_FILE for leaf in rec.walk() if leaf.file_id)
+
+    def leaves(rec: Record) -> list[ScanResult]:
+        return [leaf.source for leaf in rec.walk() if leaf.file_id]
+
+    def put(rec: Record) -> None:
+        n = size(rec)
+        fits_fresh = n <= limit or not rec.children
+        if used[0] + n > limit and plan.volumes[-1] and fits_fresh:
+            plan.volumes.append([])
+            used[0] = 0
+        if used[0] + n <= limit or not rec.children:
+            if n > limit:
+                plan.notes.append(f"{rec.source.path}: instance alone exceeds the volume size")
+            plan.volumes[-1].extend(leaves(rec))
+            used[0] += n
+            return
+        if rec.type == "SERIES":
+            plan.notes.append(f"series {'/'.join(rec.children[0].file_id[:3])} exceeds the volume size: "
+                              "split by instance")
+        for child in rec.children:
+            put(child)
+
+    for root in layout.roots:
+        put(root)
+    return plan
+
+
+def volume_name(dest: Path, index: int, count: int) -> Path:
+    """NAME-1of3.zip, NAME-1of3.p7m, NAME-1of3 (folder)."""
+    if count == 1:
+        return dest
+    suffix = dest.suffix if dest.suffix.lower() in (".zip", ".p7m") else ""
+    stem = dest.name[:-len(suffix)] if suffix else dest.name
+    return dest.with_name(f"{stem}-{index}of{count}{suffix}")

@@ -12,7 +12,7 @@ from .container.manifest import MANIFEST_NAME, build_manifest
 from .container.zip import EntryInfo, ZipWriter
 from .dicomdir import encode_meta, fileset_instance_uid, write_dicomdir
 from .errors import UsageError
-from .fileset import Layout, copy_instance, leaf_path
+from .fileset import Layout, copy_instance, leaf_path, sha256_file
 from .report import Progress
 from .scan import ScanResult
 
@@ -88,8 +88,9 @@ def write_folder(root: Path, layout: Layout, fileset_id: str, progress: Progress
     return written + len(data)
 
 
-def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str,
-              summary: dict, progress: Progress, volume: tuple[int, int] = (1, 1)) -> list[EntryInfo]:
+def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str, summary: dict,
+              progress: Progress, package_uid: str | None = None,
+              volume: tuple[int, int] = (1, 1)) -> list[EntryInfo]:
     """Stream the File-set into a ZIP on ``out`` (which may be a pipe)."""
     entries: list[EntryInfo] = []
     total = len(layout.leaves)
@@ -105,10 +106,21 @@ def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str,
             done_bytes += info.size
             if n % 32 == 0 or n == total:
                 progress("zip", n, total, done_bytes)
-        manifest = build_manifest(entries, package_uid=package_uid_for(layout, fileset_id),
+        manifest = build_manifest(entries, package_uid=package_uid or package_uid_for(layout, fileset_id),
                                   fileset_summary=summary, volume=volume)
         zw.add_bytes(MANIFEST_NAME, manifest, method="deflate")
     return entries
+
+
+def write_folder_manifest(root: Path, *, package_uid: str, summary: dict, volume: tuple[int, int]) -> int:
+    """The manifest of a folder volume (volumes are identified by it)."""
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        entries.append(EntryInfo(rel, path.stat().st_size, 0, 0, sha256_file(path), "store"))
+    data = build_manifest(entries, package_uid=package_uid, fileset_summary=summary, volume=volume)
+    (root / MANIFEST_NAME).write_bytes(data)
+    return len(data)
 
 
 def is_stream(dest) -> bool:

@@ -72,7 +72,7 @@ def known_record_types() -> frozenset[str]:
     return frozenset(_table()["record_keys"]) | {"PRIVATE"}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Record:
     """One directory record.  ``elements`` maps tag -> the element encoded in
     Explicit VR LE, for every key that is not part of the record structure."""
@@ -86,6 +86,8 @@ class Record:
     in_use: bool = True
     offset: int = 0           # byte offset of the item in its DICOMDIR
     source: object = None     # the scanned input behind a leaf record
+    next_offset: int = 0      # as read from a DICOMDIR, until linked
+    lower_offset: int = 0
 
     def same_content(self, other: "Record") -> bool:
         """Structural equality, ignoring offsets and sources."""

@@ -89,6 +89,7 @@ class PackReport(Report):
     invented: list[dict] = field(default_factory=list)          # Type 1 DICOMDIR keys we had to invent
     warnings: list[Problem] = field(default_factory=list)
     stages: dict = field(default_factory=dict)                  # stage -> details (zip, cms, deid, j2k)
+    volumes: list[str] = field(default_factory=list)            # outputs written (several with --split)
     seconds: float = 0.0
     files_per_second: float = 0.0
 

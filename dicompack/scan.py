@@ -16,6 +16,7 @@ import struct
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,7 +37,7 @@ _META_REQUIRED = {0x00020001: "File Meta Information Version",
                   0x00020012: "Implementation Class UID"}
 
 
-@dataclass
+@dataclass(slots=True)
 class ScanResult:
     path: str
     status: str                      # 'dicom' | 'skipped' | 'invalid'
@@ -171,7 +172,7 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
         data, base = zlib.decompress(bytes(buf[base:]), -zlib.MAX_WBITS), 0
     enc = Encoding.for_syntax(ts)
     walker = Walker(data, enc)
-    wanted = wanted_tags()
+    wanted = _interned_tags()
     pixel_offset = None
     has_pixels = False
     first = True
@@ -179,11 +180,12 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
         if first and enc.explicit and el.vr not in dcmio.VALID_VRS:
             raise StructureError("not explicit VR")
         first = False
-        if el.tag in wanted:
+        tag = wanted.get(el.tag)
+        if tag is not None:
             if el.vr == b"SQ" or el.length == dcmio.UNDEFINED:
-                res.sequences[el.tag] = _encoded_sequence(res.path, data, el, enc)
+                res.sequences[tag] = _encoded_sequence(res.path, data, el, enc)
             else:
-                res.values[el.tag] = bytes(data[el.value_offset:el.end])
+                res.values[tag] = bytes(data[el.value_offset:el.end])
         if el.tag in dcmio.PIXEL_DATA_TAGS:
             has_pixels = True
             if ts != DEFLATED_LE:
@@ -195,6 +197,13 @@ def _collect(res: ScanResult, buf, ts: str) -> None:
         # element boundary before it was cut short.
         raise StructureError("image object ends before its Pixel Data")
     res.pixel_offset = pixel_offset
+
+
+@lru_cache(maxsize=1)
+def _interned_tags() -> dict[int, int]:
+    # One int object per tag shared by all results: 100,000 scans would
+    # otherwise hold millions of equal ints as dict keys.
+    return {tag: tag for tag in wanted_tags()}
 
 
 def _encoded_sequence(path: str, data, el: dcmio.Element, enc: Encoding) -> bytes:
@@ -261,20 +270,30 @@ def scan_files(paths: list[str], *, jobs: int | None = None,
     """Scan many files, in parallel when there are enough of them."""
     jobs = jobs or os.cpu_count() or 1
     results: list[ScanResult] = []
+    shared: dict[bytes, bytes] = {}
     if jobs == 1 or len(paths) < 1000:
         for p in paths:
-            results.append(scan_file(p))
+            results.append(_share_values(scan_file(p), shared))
             if progress:
                 progress(len(results), len(paths))
         return results
     from .parallel import process_pool
     with process_pool(jobs) as pool:
         for res in pool.map(scan_file, paths, chunksize=64):
-            results.append(res)
+            results.append(_share_values(res, shared))
             if progress and len(results) % 64 == 0:
                 progress(len(results), len(paths))
     if progress:
         progress(len(results), len(paths))
     return results
+
+
+def _share_values(res: ScanResult, shared: dict[bytes, bytes]) -> ScanResult:
+    """Instances of one series repeat the same patient/study/series values;
+    keeping one bytes object per distinct value keeps 100,000 scans small."""
+    values = res.values
+    for tag, value in values.items():
+        values[tag] = shared.setdefault(value, value)
+    return res
 
 
