@@ -35,6 +35,10 @@ class PackOptions:
     format: str | None = None        # 'dir' | 'zip' | 'secure'; default from the destination's suffix
     zip_method: str = "auto"         # 'auto' (deflate native, store compressed) | 'deflate' | 'store' | 'zstd'
     split: int | None = None         # volume size in bytes: several complete File-sets NAME-1ofN
+    recipients: tuple = ()           # container.cms.CertRecipient / PasswordRecipient (secure packages)
+    signer: object = None            # container.cms.Signer; None -> DigestedData (integrity only)
+    aead: bool = False               # AES-256-GCM AuthEnvelopedData (outside PS3.15 D.1)
+    legacy: bool = False             # allow SHA-1 signatures (3DES is never written)
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -124,8 +128,8 @@ def _source_paths(sources, stack: ExitStack) -> list:
 def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: PackOptions,
           progress: Progress) -> None:
     _summarize(report, layout)
-    if fmt == "secure":
-        raise UsageError("secure packages need recipients (see 'dicompack pack --help')")
+    if fmt == "secure" and not options.recipients:
+        raise UsageError("a secure package needs --recipient CERT and/or --password-file")
     if fmt == "dir" and stream:
         raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
     volumes = [layout]
@@ -156,17 +160,23 @@ def _emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, optio
             written += pkg.write_folder_manifest(tmp, package_uid=package_uid, summary=summary, volume=volume)
         return written
     kwargs = dict(fileset_id=options.fileset_id, method=options.zip_method, summary=summary,
-                  progress=progress, package_uid=package_uid, volume=volume)
+                  package_uid=package_uid, volume=volume)
     if stream:
-        out = sys.stdout.buffer if str(target) == "-" else target
-        counter = _CountingWriter(out)
-        entries = pkg.write_zip(counter, layout, **kwargs)
-        out.flush()
-        written = counter.count
+        out = _CountingWriter(sys.stdout.buffer if str(target) == "-" else target)
+    else:   # a real file: seekable, so ZIP local headers get patched in place
+        out = stack.enter_context(atomic_file(target, force=options.force))
+    if fmt == "secure":
+        info, entries = pkg.write_secure(out, layout, recipients=list(options.recipients),
+                                         signer=options.signer, aead=options.aead, legacy=options.legacy,
+                                         zip_kwargs=kwargs, progress=progress)
+        report.stages["cms"] = {"content_encryption": info.content_encryption, "recipients": info.recipients,
+                                "signed": info.signed, "digest": info.digest,
+                                "profile": "PS3.15 D.1 Basic DICOM Media Security" if not options.aead
+                                else "AES-GCM AuthEnvelopedData (outside PS3.15 D.1)"}
     else:
-        f = stack.enter_context(atomic_file(target, force=options.force))
-        entries = pkg.write_zip(f, layout, **kwargs)
-        written = f.tell()
+        entries = pkg.write_zip(out, layout, progress=progress, **kwargs)
+    out.flush()
+    written = out.count if stream else out.tell()
     methods = Counter(e.method for e in entries) + Counter(report.stages.get("zip", {}).get("methods", {}))
     report.stages["zip"] = {"entries": report.stages.get("zip", {}).get("entries", 0) + len(entries) + 1,
                             "methods": dict(methods), "suggested_attachment_name": "DICOM.ZIP"}
@@ -421,10 +431,42 @@ def _series_summary(se: Record) -> dict:
 
 @dataclass(frozen=True)
 class ReceiveOptions:
-    """Keys and policies for verify/unpack (secure packages add more)."""
+    """Keys and policies for verify/unpack."""
+    key: object = None               # recipient private key (RSA or EC)
+    cert: object = None              # its certificate (selects the recipient info)
+    password: bytes | None = None    # or the package password (PWRI)
+    trust: tuple = ()                # trust anchors for the signer's chain
+    allow_unsigned: bool = False     # accept DigestedData (integrity without origin)
     jobs: int | None = None
     limits: object = None            # container.zip.ZipLimits; None for the defaults
     progress: ProgressCallback | None = None
+
+
+def _open_package(path: Path, label: str, options: ReceiveOptions, stack: ExitStack,
+                  progress: Progress) -> tuple[Path, dict]:
+    """The ZIP inside a package: the file itself, or, for a secure package,
+    its decrypted and fully verified content in a private spool (0600 in a
+    0700 folder, removed on every path)."""
+    from . import receive
+    if receive.sniff(path) != "cms":
+        return path, {}
+    if options.key is None and options.password is None:
+        raise UsageError("secure package: give --key/--cert, --p12 or --password-file", where=label)
+    from .container.cms import open_secure_package
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-")))
+    spool = folder / "package.zip"
+    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    done = [0]
+
+    def on_bytes(n: int) -> None:
+        done[0] += n
+        progress("verify", 0, 1, done[0])
+
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+        secure = open_secure_package(src, out, key=options.key, cert=options.cert, password=options.password,
+                                     trust=list(options.trust), allow_unsigned=options.allow_unsigned,
+                                     on_bytes=on_bytes)
+    return spool, secure.to_dict()
 
 
 def _as_path(src, stack) -> Path:
@@ -468,12 +510,14 @@ def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
             checked = check(path, jobs=options.jobs)
             return VerifyReport(path=label, kind="fileset", fileset_id=checked.fileset_id,
                                 records=checked.records, files=checked.files, findings=checked.findings)
-        if kind == "cms":
-            raise UsageError("secure packages need --key/--cert or --password-file", where=label)
+        zip_path, secure = _open_package(path, label, options, stack, progress)
         parent = Path(tempfile_dir())
-        with receive.staged_zip(path, parent, limits=_limits(options)) as (root, result, reader):
+        with receive.staged_zip(zip_path, parent, limits=_limits(options)) as (root, result, reader):
             receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
-            return _zip_report(path, result, label)
+            report = _zip_report(path, result, label)
+            if secure:
+                report.kind, report.secure = "secure", secure
+            return report
 
 
 def tempfile_dir() -> str:
@@ -507,14 +551,19 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
         for one in sources:
             path = _as_path(one, stack)
             label = "<stream>" if pkg.is_stream(one) else str(one)
-            if receive.sniff(path) != "zip":
+            if receive.sniff(path) == "fileset":
                 raise UsageError("unpack takes a ZIP or secure package", where=label)
+            # Secure packages are decrypted and verified (signature, chain)
+            # into a private spool first: no byte reaches the target before.
+            zip_path, secure = _open_package(path, label, options, stack, progress)
             root, result, reader = stack.enter_context(
-                receive.staged_zip(path, parent, limits=_limits(options)))
+                receive.staged_zip(zip_path, parent, limits=_limits(options)))
             if rebuild:
                 return _rebuild([root], dest, label, force, options)
             receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
             verified = _zip_report(path, result, label)
+            if secure:
+                verified.kind, verified.secure = "secure", secure
             errors = [f for f in verified.findings if f["severity"] == "error"]
             if errors:
                 raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)

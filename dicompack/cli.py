@@ -89,6 +89,20 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
          split: Optional[str] = typer.Option(None, "--split", help="Volume size, e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN."),
+         recipient: List[Path] = typer.Option([], "--recipient", help="Recipient certificate (PEM/DER), repeatable: RSA-OAEP (or ECDH for EC keys)."),
+         password_file: Optional[Path] = typer.Option(None, "--password-file", help="Encrypt for a password read from this file (PWRI, PBKDF2-HMAC-SHA256)."),
+         password_prompt: bool = typer.Option(False, "--password-prompt", help="Ask for the package password on the terminal."),
+         pbkdf2_iterations: int = typer.Option(600_000, "--pbkdf2-iterations", help="PBKDF2 iterations for --password-file."),
+         rsa_pkcs1v15: bool = typer.Option(False, "--rsa-pkcs1v15", help="RSA PKCS#1 v1.5 key transport for older peers (default OAEP)."),
+         sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Signer private key (PEM/DER)."),
+         sign_cert: Optional[Path] = typer.Option(None, "--sign-cert", help="Signer certificate."),
+         sign_chain: Optional[Path] = typer.Option(None, "--sign-chain", help="Intermediate certificates to embed."),
+         p12: Optional[Path] = typer.Option(None, "--p12", help="Signer key + certificate + chain from a PKCS#12 bundle."),
+         key_password_file: Optional[Path] = typer.Option(None, "--key-password-file", help="Password of the signer key or PKCS#12 bundle."),
+         sign_pss: bool = typer.Option(False, "--sign-pss", help="RSA-PSS signatures (default PKCS#1 v1.5)."),
+         digest: str = typer.Option("sha256", "--digest", help="sha256 | sha384 | sha512 (sha1 only with --legacy)."),
+         aead: bool = typer.Option(False, "--aead", help="AES-256-GCM AuthEnvelopedData (outside the PS3.15 D.1 profile)."),
+         legacy: bool = typer.Option(False, "--legacy", help="Allow SHA-1 signatures for old peers."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
@@ -99,9 +113,12 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         if zip_method == "zstd":
             typer.echo("dicompack: warning: zstd entries (method 93) cannot be read by most unzip tools",
                        err=True)
+        recipients = _recipients(recipient, password_file, password_prompt, pbkdf2_iterations, rsa_pkcs1v15)
+        signer = _signer(sign_key, sign_cert, sign_chain, p12, key_password_file, digest, sign_pss)
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
-            split=parse_size(split) if split else None,
+            split=parse_size(split) if split else None, recipients=tuple(recipients), signer=signer,
+            aead=aead, legacy=legacy,
             force=force, jobs=jobs, progress=bar))
     if output == "-":
         typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
@@ -179,18 +196,98 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
+def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> bytes | None:
+    """Passwords come from a file or the terminal, never from argv."""
+    from . import keys
+    if password_file:
+        return keys.read_password_file(password_file)
+    if prompt:
+        text = typer.prompt("Package password", hide_input=True, confirmation_prompt=confirm)
+        return keys.check_pwri_password(text)
+    return None
+
+
+def _recipients(certs, password_file, prompt, iterations, pkcs1v15) -> list:
+    from . import keys
+    from .container.cms import CertRecipient, PasswordRecipient
+    out = [CertRecipient(c, "pkcs1v15" if pkcs1v15 else "oaep") for path in certs
+           for c in keys.load_certificates(path)]
+    password = _password(password_file, prompt, confirm=True)
+    if password is not None:
+        out.append(PasswordRecipient(password, iterations))
+    return out
+
+
+def _signer(key_path, cert_path, chain_path, p12, key_password_file, digest, pss):
+    from . import keys
+    from .container.cms import Signer
+    key_password = keys.read_password_file(key_password_file) if key_password_file else None
+    if p12:
+        key, cert, chain = keys.load_pkcs12(p12, key_password)
+    elif key_path or cert_path:
+        if not (key_path and cert_path):
+            raise UsageError("--sign-key and --sign-cert go together")
+        key, cert = keys.load_private_key(key_path, key_password), keys.load_certificate(cert_path)
+        chain = keys.load_certificates(chain_path) if chain_path else []
+    else:
+        return None
+    return Signer(key, cert, tuple(chain), digest, "pss" if pss else "pkcs1v15")
+
+
+def _receive_options(key, cert, p12, key_password_file, password_file, password_prompt, trust,
+                     allow_unsigned, jobs, progress=None) -> "api.ReceiveOptions":
+    from . import keys
+    key_password = keys.read_password_file(key_password_file) if key_password_file else None
+    if p12:
+        key_obj, cert_obj, _ = keys.load_pkcs12(p12, key_password)
+    else:
+        key_obj = keys.load_private_key(key, key_password) if key else None
+        cert_obj = keys.load_certificate(cert) if cert else None
+    anchors = tuple(c for path in trust for c in keys.load_certificates(path))
+    return api.ReceiveOptions(key=key_obj, cert=cert_obj, trust=anchors,
+                              password=_password(password_file, password_prompt, confirm=False),
+                              allow_unsigned=allow_unsigned, jobs=jobs, progress=progress)
+
+
+_KEY_OPTIONS = dict(
+    key=typer.Option(None, "--key", help="Recipient private key."),
+    cert=typer.Option(None, "--cert", help="Recipient certificate."),
+    p12=typer.Option(None, "--p12", help="Recipient key + certificate from a PKCS#12 bundle."),
+    key_password_file=typer.Option(None, "--key-password-file", help="Password of the key or bundle."),
+    password_file=typer.Option(None, "--password-file", help="Package password (PWRI) from this file."),
+    password_prompt=typer.Option(False, "--password-prompt", help="Ask for the package password."),
+    trust=typer.Option([], "--trust", help="Trust anchor certificate(s) for the signer, repeatable."),
+    allow_unsigned=typer.Option(False, "--allow-unsigned", help="Accept a package without signature (DigestedData)."),
+)
+
+
 def _findings_text(report) -> list[str]:
     return [f"{f['severity']}: {f['where']}: {f['what']}" for f in report.findings]
 
 
 @app.command()
 def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a File-set folder."),
+           key: Optional[Path] = _KEY_OPTIONS["key"], cert: Optional[Path] = _KEY_OPTIONS["cert"],
+           p12: Optional[Path] = _KEY_OPTIONS["p12"],
+           key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
+           password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
+           password_prompt: bool = _KEY_OPTIONS["password_prompt"],
+           trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
            as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
            jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
-    """Verify a package: structure, CRCs, manifest hashes and the packaged File-set."""
+    """Verify a package: decryption, signature and signer chain, ZIP CRCs,
+    manifest hashes and the packaged File-set."""
     with _errors(as_json):
-        report = api.verify(package, api.ReceiveOptions(jobs=jobs))
+        options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
+                                   trust, allow_unsigned, jobs)
+        report = api.verify(package, options)
     lines = _findings_text(report)
+    if report.secure:
+        sec = report.secure
+        lines.append(f"secure: {sec['content_encryption']}, recipient {sec['recipient_used']}; "
+                     + (f"signed by {sec['signer_subject']} ({sec['signature_algorithm']}, "
+                        f"{sec['signing_time']}), chain {' <- '.join(sec['chain'])}" if sec["signed"]
+                        else "NOT signed (digest only)"))
     lines.append(f"{report.path}: {report.kind}, {report.entries} entries, {report.records} records, "
                  f"{report.files} files: " + ("OK" if report.ok else "INVALID"))
     _emit(report, as_json, "\n".join(lines))
@@ -202,14 +299,21 @@ def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a
 def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure package; several volumes (NAME-1ofN) are merged."),
            output: Path = typer.Option(..., "-o", "--output", help="Destination folder."),
            rebuild: bool = typer.Option(False, "--rebuild", help="Foreign ZIP: build a conformant File-set from the DICOM files it holds."),
+           key: Optional[Path] = _KEY_OPTIONS["key"], cert: Optional[Path] = _KEY_OPTIONS["cert"],
+           p12: Optional[Path] = _KEY_OPTIONS["p12"],
+           key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
+           password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
+           password_prompt: bool = _KEY_OPTIONS["password_prompt"],
+           trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
            force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
            as_json: bool = typer.Option(False, "--json"),
            jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
            quiet: bool = typer.Option(False, "--quiet", "-q")):
     """Verify a package, then restore its File-set atomically (nothing is written on failure)."""
     with _errors(as_json), _progress_bar(quiet) as bar:
-        report = api.unpack(packages if len(packages) > 1 else packages[0], output,
-                            api.ReceiveOptions(jobs=jobs, progress=bar),
+        options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
+                                   trust, allow_unsigned, jobs, bar)
+        report = api.unpack(packages if len(packages) > 1 else packages[0], output, options,
                             force=force, rebuild=rebuild)
     _emit(report, as_json, f"{report.output}: {report.files} files restored"
           + (" (rebuilt as a conformant File-set)" if report.rebuilt else " (verified)"))

@@ -125,3 +125,36 @@ def write_folder_manifest(root: Path, *, package_uid: str, summary: dict, volume
 
 def is_stream(dest) -> bool:
     return hasattr(dest, "write") and not isinstance(dest, (str, os.PathLike))
+
+
+def write_secure(out: BinaryIO, layout: Layout, *, recipients: list, signer, aead: bool, legacy: bool,
+                 zip_kwargs: dict, progress: Progress):
+    """Stream the Annex V ZIP through a pipe into the CMS writer: the ZIP is
+    never held in memory nor spooled to disk, and ``out`` may be a pipe."""
+    import threading
+
+    from .container.cms import write_secure_package
+
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+    entries: list[EntryInfo] = []
+
+    def produce() -> None:
+        try:
+            with open(write_fd, "wb", buffering=1 << 20) as pipe:
+                entries.extend(write_zip(pipe, layout, progress=progress, **zip_kwargs))
+        except BaseException as exc:   # reported by the main thread
+            failure.append(exc)
+
+    producer = threading.Thread(target=produce, name="dicompack-zip", daemon=True)
+    producer.start()
+    try:
+        with open(read_fd, "rb", buffering=1 << 20) as zipped:
+            info = write_secure_package(zipped, out, recipients=recipients, signer=signer,
+                                        aead=aead, legacy=legacy)
+    finally:
+        producer.join()
+    if failure:
+        # The CMS writer saw a short ZIP; the caller discards the output.
+        raise failure[0]
+    return info, entries
