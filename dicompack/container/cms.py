@@ -258,6 +258,8 @@ def open_secure_package(src: BinaryIO, spool: BinaryIO, *, key=None, cert=None, 
                      allow_unsigned=allow_unsigned, now=now or C.utcnow(), on_bytes=on_bytes)
     except BerError as exc:
         raise _ber("package", exc, inner=False) from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise PackageInvalidError(f"malformed CMS structure ({type(exc).__name__})", where="package") from None
 
 
 def _open(outer: Reader, spool, *, key, cert, password, trust, allow_unsigned, now, on_bytes) -> SecureReport:
@@ -305,6 +307,10 @@ def _open(outer: Reader, spool, *, key, cert, password, trust, allow_unsigned, n
             raise BerError("data after the signed content", inner.pos)
     except BerError as exc:
         raise _ber("decrypted content", exc, inner=True) from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # asn1crypto could not parse a structure of the decrypted content.
+        raise SignatureInvalidError(f"decrypted content is malformed ({type(exc).__name__}): the "
+                                    "package was altered", where="decrypted content") from None
     outer.close(eci)
     tag = None
     if aead:

@@ -1,0 +1,305 @@
+"""Secure packages against the real openssl, with keys made at test time."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dicompack.container import cms
+from dicompack.errors import DicompackError
+
+from .conftest import require_tool, run_cli
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(cn, key, issuer_key=None, issuer=None, *, ca=False, start=-1, days=30):
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer or _name(cn))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now + dt.timedelta(days=start)).not_valid_after(now + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
+                                            key_encipherment=not ca, data_encipherment=False,
+                                            key_agreement=not ca, key_cert_sign=ca, crl_sign=ca,
+                                            encipher_only=False, decipher_only=False), critical=True))
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def _save(folder: Path, stem: str, key, cert) -> None:
+    (folder / f"{stem}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = _cert("Test CA", ca_key, ca=True, days=3650)
+    _save(d, "ca", ca_key, ca)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _save(d, "otherca", other_key, _cert("Other CA", other_key, ca=True))
+    for stem, key, kwargs in [
+            ("signer", rsa.generate_private_key(public_exponent=65537, key_size=2048), {}),
+            ("ecsigner", ec.generate_private_key(ec.SECP256R1()), {}),
+            ("expired", rsa.generate_private_key(public_exponent=65537, key_size=2048), {"start": -30, "days": -1}),
+            ("recip", rsa.generate_private_key(public_exponent=65537, key_size=2048), {}),
+            ("ecrecip", ec.generate_private_key(ec.SECP256R1()), {}),
+            ("stranger", rsa.generate_private_key(public_exponent=65537, key_size=2048), {})]:
+        _save(d, stem, key, _cert(stem, key, ca_key, ca.subject, **kwargs))
+    rogue_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _save(d, "rogue", rogue_key, _cert("rogue", rogue_key, other_key, _name("Other CA")))
+    (d / "pw.txt").write_text("correct horse battery\n")
+    (d / "wrongpw.txt").write_text("wrong horse\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def package(pki, example_corpus, tmp_path_factory) -> Path:
+    src, _ = example_corpus
+    out = tmp_path_factory.mktemp("secure") / "study.p7m"
+    run_cli("pack", src, "-o", out, "--recipient", pki / "recip.pem", "--password-file", pki / "pw.txt",
+            "--pbkdf2-iterations", "20000", "--sign-key", pki / "signer.key", "--sign-cert",
+            pki / "signer.pem", "-q", check=True)
+    return out
+
+
+def _openssl(*args, input: bytes | None = None) -> bytes:
+    proc = subprocess.run([require_tool("openssl"), *map(str, args)], capture_output=True, input=input)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+RECIP = ("--key", "recip.key", "--cert", "recip.pem", "--trust", "ca.pem")
+
+
+def _recip_args(pki: Path) -> list:
+    return [pki / a if a.endswith((".key", ".pem")) else a for a in RECIP]
+
+
+def test_openssl_decrypts_and_verifies_ours(pki, package, tmp_path):
+    inner = _openssl("cms", "-decrypt", "-inform", "DER", "-in", package, "-recip", pki / "recip.pem",
+                     "-inkey", pki / "recip.key", "-binary")
+    zipped = _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner)
+    assert zipped[:4] == b"PK\x03\x04"
+    (tmp_path / "x.zip").write_bytes(zipped)
+    assert run_cli("verify", tmp_path / "x.zip").returncode == 0
+    by_password = _openssl("cms", "-decrypt", "-inform", "DER", "-in", package, "-pwri_password",
+                           "correct horse battery", "-binary")
+    assert _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem",
+                    input=by_password) == zipped
+
+
+def test_verify_and_unpack_ours(pki, package, tmp_path):
+    proc = run_cli("verify", package, *_recip_args(pki), "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"] and report["kind"] == "secure"
+    assert report["secure"]["signer_subject"] == "CN=signer"
+    assert report["secure"]["content_encryption"] == "aes-256-cbc"
+    assert "rsaes_oaep" in report["secure"]["recipient_used"]
+    out = tmp_path / "restored"
+    run_cli("unpack", package, "-o", out, "--password-file", pki / "pw.txt", "--trust", pki / "ca.pem", check=True)
+    assert json.loads(run_cli("check", out, "--json").stdout)["ok"]
+
+
+@pytest.mark.parametrize("variant", ["gcm", "ec", "pss", "pkcs1v15"])
+def test_variants_round_trip(pki, example_corpus, tmp_path, variant):
+    src, _ = example_corpus
+    args = {"gcm": ["--recipient", pki / "recip.pem", "--aead", "--sign-key", pki / "signer.key",
+                    "--sign-cert", pki / "signer.pem"],
+            "ec": ["--recipient", pki / "ecrecip.pem", "--sign-key", pki / "ecsigner.key",
+                   "--sign-cert", pki / "ecsigner.pem"],
+            "pss": ["--recipient", pki / "recip.pem", "--sign-key", pki / "signer.key",
+                    "--sign-cert", pki / "signer.pem", "--sign-pss", "--digest", "sha384"],
+            "pkcs1v15": ["--recipient", pki / "recip.pem", "--rsa-pkcs1v15", "--sign-key", pki / "signer.key",
+                         "--sign-cert", pki / "signer.pem"]}[variant]
+    out = tmp_path / "v.p7m"
+    run_cli("pack", src, "-o", out, *args, "-q", check=True)
+    stem = "ecrecip" if variant == "ec" else "recip"
+    proc = run_cli("verify", out, "--key", pki / f"{stem}.key", "--cert", pki / f"{stem}.pem",
+                   "--trust", pki / "ca.pem", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    inner = _openssl("cms", "-decrypt", "-inform", "DER", "-in", out, "-recip", pki / f"{stem}.pem",
+                     "-inkey", pki / f"{stem}.key", "-binary")
+    assert _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner)[:2] == b"PK"
+
+
+@pytest.mark.parametrize("how", ["rsa", "oaep", "password", "gcm"])
+def test_openssl_made_packages_are_read(pki, package, tmp_path, how):
+    zipped = tmp_path / "in.zip"
+    inner = _openssl("cms", "-decrypt", "-inform", "DER", "-in", package, "-recip", pki / "recip.pem",
+                     "-inkey", pki / "recip.key", "-binary")
+    zipped.write_bytes(_openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner))
+    signed = tmp_path / "signed.der"
+    _openssl("cms", "-sign", "-nodetach", "-binary", "-outform", "DER", "-signer", pki / "signer.pem",
+             "-inkey", pki / "signer.key", "-in", zipped, "-out", signed)
+    theirs = tmp_path / "theirs.p7m"
+    extra = {"rsa": ["-aes256", pki / "recip.pem"], "gcm": ["-aes-256-gcm", pki / "recip.pem"],
+             "oaep": ["-aes256", "-recip", pki / "recip.pem", "-keyopt", "rsa_padding_mode:oaep"],
+             "password": ["-aes256", "-pwri_password", "correct horse battery"]}[how]
+    _openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-in", signed, "-out", theirs, *extra)
+    keys = ["--password-file", pki / "pw.txt"] if how == "password" else ["--key", pki / "recip.key", "--cert", pki / "recip.pem"]
+    out = tmp_path / "restored"
+    run_cli("unpack", theirs, "-o", out, *keys, "--trust", pki / "ca.pem", check=True)
+    assert (out / "DICOMDIR").is_file()
+
+
+def _regions(data: bytes) -> dict[str, int]:
+    """Byte offsets of each region of our package, found in its structure."""
+    enc_key = data.index(b"\x04\x82\x01\x00") + 4          # 2048-bit RSA encrypted key
+    iv_at = data.rindex(bytes.fromhex("060960864801650304012a")) + 13   # aes256-CBC OID, then the IV
+    content = data.index(b"\xa0\x80", iv_at) + 2          # first ciphertext segment
+    end = len(data) - 10                                   # before the closing EOCs
+    return {"recipient info": data.index(b"Test CA") + 2, "encrypted key": enc_key + 100,
+            "IV": iv_at + 3, "ciphertext start": content + 8, "ciphertext middle": (content + end) // 2,
+            "ciphertext end": end - 5}
+
+
+def test_tampering_each_region_is_detected(pki, package, tmp_path):
+    data = package.read_bytes()
+    for region, offset in _regions(data).items():
+        bad = bytearray(data)
+        bad[offset] ^= 0x01
+        damaged = tmp_path / "damaged.p7m"
+        damaged.write_bytes(bytes(bad))
+        proc = run_cli("verify", damaged, *_recip_args(pki))
+        assert proc.returncode in (4, 6, 7), (region, proc.returncode, proc.stderr)
+        out = tmp_path / "never"
+        assert run_cli("unpack", damaged, "-o", out, *_recip_args(pki)).returncode in (4, 6, 7), region
+        assert not out.exists()
+        assert len(proc.stderr.decode().strip().splitlines()) == 1, region
+
+
+@pytest.mark.parametrize("region", ["signature", "signed attributes", "embedded certificate"])
+def test_tampered_signed_layer_is_detected(pki, package, tmp_path, region):
+    """Flip a byte inside the SignedData itself, then re-encrypt with openssl."""
+    inner = bytearray(_openssl("cms", "-decrypt", "-inform", "DER", "-in", package, "-recip", pki / "recip.pem",
+                               "-inkey", pki / "recip.key", "-binary"))
+    if region == "signature":
+        at = len(inner) - 40
+    elif region == "signed attributes":
+        at = inner.rindex(bytes.fromhex("06092a864886f70d010904")) + 16     # inside the message digest
+    else:
+        at = inner.index(b"signer") + 2                                      # subject CN of the signer cert
+    inner[at] ^= 0x01
+    (tmp_path / "inner.der").write_bytes(bytes(inner))
+    bad = tmp_path / "bad.p7m"
+    _openssl("cms", "-encrypt", "-aes256", "-binary", "-outform", "DER", "-in", tmp_path / "inner.der",
+             "-out", bad, pki / "recip.pem")
+    proc = run_cli("verify", bad, *_recip_args(pki))
+    assert proc.returncode in (7, 8), (region, proc.returncode, proc.stderr)
+    assert run_cli("unpack", bad, "-o", tmp_path / "out", *_recip_args(pki)).returncode in (7, 8)
+    assert not (tmp_path / "out").exists()
+
+
+def _signed_then_enveloped(pki, tmp_path, signer: str) -> Path:
+    zipped = tmp_path / "z.zip"
+    zipped.write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    signed = tmp_path / f"{signer}.der"
+    _openssl("cms", "-sign", "-nodetach", "-binary", "-outform", "DER", "-signer", pki / f"{signer}.pem",
+             "-inkey", pki / f"{signer}.key", "-in", zipped, "-out", signed)
+    out = tmp_path / f"{signer}.p7m"
+    _openssl("cms", "-encrypt", "-aes256", "-binary", "-outform", "DER", "-in", signed, "-out", out, pki / "recip.pem")
+    return out
+
+
+@pytest.mark.parametrize("case,code", [("expired", 8), ("rogue", 8)])
+def test_untrusted_or_expired_signer(pki, tmp_path, case, code):
+    pkg = _signed_then_enveloped(pki, tmp_path, case)
+    proc = run_cli("verify", pkg, *_recip_args(pki))
+    assert proc.returncode == code, proc.stderr
+
+
+def test_wrong_key_wrong_password_not_a_recipient(pki, package, tmp_path):
+    assert run_cli("verify", package, "--password-file", pki / "wrongpw.txt").returncode == 6
+    proc = run_cli("verify", package, "--key", pki / "stranger.key", "--cert", pki / "stranger.pem")
+    assert proc.returncode == 6 and b"not a recipient" in proc.stderr
+    proc = run_cli("verify", package, "--key", pki / "stranger.key")
+    assert proc.returncode == 6
+
+
+def test_swapped_signer_certificate(pki, package, tmp_path):
+    data = package.read_bytes()
+    signer_der = (pki / "signer.pem").read_bytes()
+    # The certificates sit inside the encrypted content: build a package whose
+    # embedded signer certificate is another one with the same issuer/serial shape.
+    from dicompack import keys
+    src = io.BytesIO(b"PK\x05\x06" + b"\x00" * 18)
+    out = io.BytesIO()
+    stranger = keys.load_certificate(pki / "stranger.pem")
+    cms.write_secure_package(src, out, recipients=[cms.CertRecipient(keys.load_certificate(pki / "recip.pem"))],
+                             signer=cms.Signer(keys.load_private_key(pki / "signer.key"), stranger))
+    bad = tmp_path / "swapped.p7m"
+    bad.write_bytes(out.getvalue())
+    assert run_cli("verify", bad, *_recip_args(pki)).returncode == 7
+    assert signer_der and data
+
+
+def test_truncated_and_plain_zip(pki, package, tmp_path):
+    cut = tmp_path / "cut.p7m"
+    cut.write_bytes(package.read_bytes()[:len(package.read_bytes()) // 2])
+    assert run_cli("verify", cut, *_recip_args(pki)).returncode in (4, 7)
+    plain = tmp_path / "plain.p7m"
+    run_cli("pack", tmp_path.parent, "-o", tmp_path / "p.zip", "-q")
+    zipped = _openssl("cms", "-decrypt", "-inform", "DER", "-in", package, "-recip", pki / "recip.pem",
+                      "-inkey", pki / "recip.key", "-binary")
+    plain.write_bytes(b"PK\x03\x04" + zipped[:100])
+    proc = run_cli("verify", plain, *_recip_args(pki))
+    assert proc.returncode == 4 and len(proc.stderr.decode().strip().splitlines()) == 1
+
+
+def test_unsigned_needs_allow_unsigned(pki, example_corpus, tmp_path):
+    src, _ = example_corpus
+    out = tmp_path / "unsigned.p7m"
+    run_cli("pack", src, "-o", out, "--recipient", pki / "recip.pem", "-q", check=True)
+    assert run_cli("verify", out, "--key", pki / "recip.key", "--cert", pki / "recip.pem").returncode == 9
+    dest = tmp_path / "u"
+    assert run_cli("unpack", out, "-o", dest, "--key", pki / "recip.key").returncode == 9
+    assert not dest.exists()
+    proc = run_cli("verify", out, "--key", pki / "recip.key", "--allow-unsigned", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["secure"]["signed"] is False
+
+
+def test_no_spool_left_behind(pki, package, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    bad = bytearray(package.read_bytes())
+    bad[len(bad) // 2] ^= 1
+    (tmp_path / "bad.p7m").write_bytes(bytes(bad))
+    import os
+    env = dict(os.environ, TMPDIR=str(tmp_path / "t"))
+    (tmp_path / "t").mkdir()
+    subprocess.run(["python", "-m", "dicompack.cli", "unpack", str(tmp_path / "bad.p7m"), "-o",
+                    str(tmp_path / "o"), *map(str, _recip_args(pki))], env=env, capture_output=True)
+    assert list((tmp_path / "t").iterdir()) == [] and not (tmp_path / "o").exists()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 10_000), st.binary(min_size=1, max_size=8))
+def test_mutated_cms_only_raises_dicompack_errors(at, junk):
+    data = bytearray(_SMALL_PACKAGE)
+    at %= len(data)
+    data[at:at + len(junk)] = junk
+    try:
+        cms.open_secure_package(io.BytesIO(bytes(data)), io.BytesIO(), password=b"pw-for-fuzzing",
+                                allow_unsigned=True)
+    except DicompackError:
+        pass
+
+
+_SMALL_PACKAGE = io.BytesIO()
+cms.write_secure_package(io.BytesIO(b"zip bytes" * 50), _SMALL_PACKAGE,
+                         recipients=[cms.PasswordRecipient(b"pw-for-fuzzing", 10_000)])
+_SMALL_PACKAGE = _SMALL_PACKAGE.getvalue()
