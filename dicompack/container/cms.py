@@ -144,7 +144,8 @@ def _inner_stream(src: BinaryIO, signer: Signer | None, chunk_size: int, on_byte
     for chunk in _chunks(src, chunk_size, on_bytes):
         h.update(chunk)
         total[0] += len(chunk)
-        yield _octets(chunk)
+        yield primitive_header(TAG_OCTET_STRING, len(chunk))
+        yield chunk          # separately: no 1 MiB copy to prepend a header
     yield EOC + EOC + EOC
     value = h.finalize()
     if signed:
@@ -220,15 +221,14 @@ def write_secure_package(src: BinaryIO, dest: BinaryIO, *, recipients: list, sig
     dest.write(_int(0 if aead else version) + A.RecipientInfos(rinfos).dump())
     dest.write(open_indefinite(TAG_SEQUENCE) + _oid(A.OID_DATA) + enc.params.dump() + b"\xa0\x80")
     total = [0]
-    pending = bytearray()
     for piece in _inner_stream(src, signer, chunk_size, on_bytes, total):
-        pending += enc.update(piece)
-        if len(pending) >= chunk_size:
-            dest.write(_octets(bytes(pending)))
-            pending.clear()
-    pending += enc.finalize()
-    if pending:
-        dest.write(_octets(bytes(pending)))
+        ct = enc.update(piece)
+        if ct:   # one OCTET STRING segment per encrypted piece, written without copying
+            dest.write(primitive_header(TAG_OCTET_STRING, len(ct)))
+            dest.write(ct)
+    tail = enc.finalize()
+    if tail:
+        dest.write(_octets(tail))
     dest.write(EOC + EOC)                   # encryptedContent, EncryptedContentInfo
     if aead:
         dest.write(_octets(enc.tag))        # mac
