@@ -39,6 +39,7 @@ class PackOptions:
     signer: object = None            # container.cms.Signer; None -> DigestedData (integrity only)
     aead: bool = False               # AES-256-GCM AuthEnvelopedData (outside PS3.15 D.1)
     legacy: bool = False             # allow SHA-1 signatures (3DES is never written)
+    j2k: object = None               # j2k.J2KOptions: recompress native Pixel Data to JPEG 2000
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -98,10 +99,51 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     with ExitStack() as stack:
         paths = _source_paths(sources, stack)
         kept = _scan_inputs(paths, report, options, progress, exclude=None if stream else dest)
+        if options.j2k is not None:
+            kept = _transform_stage(kept, options, stack, progress, report)
         _emit(dest, stream, fmt, fs.plan_layout(kept), report, options, progress)
     report.seconds = round(time.monotonic() - started, 3)
     report.files_per_second = round(report.instances / report.seconds, 1) if report.seconds else 0.0
     return report
+
+
+def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitStack,
+                     progress: Progress, report: PackReport) -> list[ScanResult]:
+    """Recompress (and, later, de-identify) every instance into a private
+    staging folder, in parallel; return the scans of the staged files."""
+    from . import transform as tf
+    stage = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-stage-"))
+    spec = tf.TransformSpec(j2k=options.j2k)
+    jobs = options.jobs or os.cpu_count() or 1
+    with ExitStack() as pools:
+        run = map
+        if jobs > 1 and len(scans) > 1:
+            from .parallel import process_pool
+            run = pools.enter_context(process_pool(jobs)).map
+        if options.j2k.lossy:
+            lossy = [s.sop_instance for s, yes in zip(scans, run(tf.lossy_candidate, scans, [spec] * len(scans))) if yes]
+            spec = tf.TransformSpec(j2k=options.j2k, lossy_uids=tuple((u, tf.lossy_uid(u)) for u in lossy))
+        outcomes = []
+        for n, out in enumerate(run(tf.transform_instance, scans, [stage] * len(scans), [spec] * len(scans)), 1):
+            if out.error is not None:
+                raise out.error
+            outcomes.append(out)
+            progress("compress", n, len(scans))
+    report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
+    return [o.scan for o in outcomes]
+
+
+def _j2k_summary(outcomes, options) -> dict:
+    done = [o.j2k for o in outcomes if o.j2k]
+    src = sum(d["source_bytes"] for d in done)
+    enc = sum(d["encoded_bytes"] for d in done)
+    psnrs = [d["psnr"] for d in done if d.get("psnr") is not None]
+    return {"mode": options.mode, "value": options.value, "verified": options.verify and not options.lossy,
+            "encoded_instances": len(done), "frames": sum(d["frames"] for d in done),
+            "kept": dict(Counter(o.note for o in outcomes if not o.j2k)),
+            "source_bytes": src, "encoded_bytes": enc, "ratio": round(src / enc, 3) if enc else None,
+            "min_psnr": min(psnrs) if psnrs else None,
+            "new_sop_instance_uids": sum(1 for o in outcomes if o.j2k and options.lossy)}
 
 
 def _source_paths(sources, stack: ExitStack) -> list:

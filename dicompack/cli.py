@@ -103,6 +103,9 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          digest: str = typer.Option("sha256", "--digest", help="sha256 | sha384 | sha512 (sha1 only with --legacy)."),
          aead: bool = typer.Option(False, "--aead", help="AES-256-GCM AuthEnvelopedData (outside the PS3.15 D.1 profile)."),
          legacy: bool = typer.Option(False, "--legacy", help="Allow SHA-1 signatures for old peers."),
+         j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
+         no_verify: bool = typer.Option(False, "--no-verify", help="Skip decoding each lossless frame again to compare (about 40% faster)."),
+         force_lossy: bool = typer.Option(False, "--force-lossy", help="Allow lossy compression of already lossy images."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
@@ -118,7 +121,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy,
+            aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy),
             force=force, jobs=jobs, progress=bar))
     if output == "-":
         typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
@@ -194,6 +197,15 @@ def parse_size(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"not a size: {text!r} (e.g. 650M, 4.7G)")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _j2k_options(text: Optional[str], no_verify: bool, force: bool):
+    if text is None:
+        return None
+    from dataclasses import replace
+
+    from .j2k import parse_j2k_option
+    return replace(parse_j2k_option(text), verify=not no_verify, force=force)
 
 
 def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> bytes | None:

@@ -60,10 +60,12 @@ def _read_header(scan: ScanResult):
     return ds
 
 
-def _remap_uids(ds, mapping: dict[str, str]) -> None:
-    """Replace every UI value found in ``mapping``, in all sequences."""
+def _remap_uids(ds, mapping: dict[str, str]) -> int:
+    """Replace every UI value found in ``mapping``, in all sequences; return
+    how many elements changed."""
+    changed = [0]
     if not mapping:
-        return
+        return 0
 
     def visit(dataset, elem):
         if elem.VR == "UI" and elem.value:
@@ -71,7 +73,9 @@ def _remap_uids(ds, mapping: dict[str, str]) -> None:
             new = [mapping.get(str(v), str(v)) for v in values]
             if new != [str(v) for v in values]:
                 elem.value = new if elem.VM > 1 else new[0]
+                changed[0] += 1
     ds.walk(visit)
+    return changed[0]
 
 
 def _encode_header(ds, transfer_syntax: str) -> bytes:
@@ -82,6 +86,17 @@ def _encode_header(ds, transfer_syntax: str) -> bytes:
     buf.is_implicit_VR = transfer_syntax == "1.2.840.10008.1.2"
     write_dataset(buf, ds)
     return buf.getvalue()
+
+
+def lossy_candidate(scan: ScanResult, spec: TransformSpec) -> bool:
+    """Will this instance be lossy-compressed (so get a new SOP Instance UID)?"""
+    from . import j2k
+    if spec.j2k is None or not spec.j2k.lossy or scan.pixel_offset is None:
+        return False
+    try:
+        return j2k.skip_reason(_read_header(scan), scan.transfer_syntax, spec.j2k) is None
+    except DicompackError:
+        return True   # refused later, with the error, by transform_instance
 
 
 def transform_instance(scan: ScanResult, stage_dir: str, spec: TransformSpec) -> Outcome:
@@ -97,14 +112,30 @@ def transform_instance(scan: ScanResult, stage_dir: str, spec: TransformSpec) ->
 
 
 def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome) -> None:
+    if scan.transfer_syntax == "1.2.840.10008.1.2.1.99" and spec.deid is None:
+        # Deflated data sets are small; recompressing would need the whole
+        # inflated data set in memory.  Kept as they are (noted).
+        out.scan, out.note = scan, "deflated transfer syntax: kept as it is"
+        return
     if scan.transfer_syntax == "1.2.840.10008.1.2.1.99":
         raise InvalidInputError("deflated data sets cannot be transformed in streaming mode", where=scan.path)
+    if spec.deid is None and scan.pixel_offset is None and not spec.lossy_uids:
+        out.scan, out.note = scan, "no Pixel Data: kept as it is"
+        return
     ds = _read_header(scan)
-    if spec.deid is not None:
+    remapped = _remap_uids(ds, dict(spec.lossy_uids))
+    if spec.deid is None:
+        from . import j2k
+        reason = ("no Pixel Data" if scan.pixel_offset is None
+                  else j2k.skip_reason(ds, scan.transfer_syntax, spec.j2k))
+        if reason is not None and not remapped:
+            # Untouched: copied byte for byte like any instance.
+            out.scan, out.note = scan, reason + ": kept as it is"
+            return
+    else:
         from .deid import Deidentifier
         result = Deidentifier(spec.deid).apply(ds, where=scan.path)
         out.actions = dict(result.actions)
-    _remap_uids(ds, dict(spec.lossy_uids))
     ts = scan.transfer_syntax
     staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
     pixel_part = None

@@ -1,0 +1,252 @@
+"""JPEG 2000 recompression of native Pixel Data, frame by frame.
+
+Lossless (1.2.840.10008.1.2.4.90): reversible 5/3 wavelet; RGB goes through
+the reversible colour transform and becomes YBR_RCT (PS3.5 A.4.4, PS3.3
+C.7.6.3.1.2); YBR_FULL and monochrome are encoded without a colour
+transform and keep their Photometric Interpretation.  Every encoded frame is
+decoded again and compared with the source (masked to Bits Stored) unless
+verification is switched off.
+
+Lossy (1.2.840.10008.1.2.4.91): irreversible 9/7 wavelet, RGB -> YBR_ICT;
+Lossy Image Compression, Ratio (measured) and Method are set or appended.
+The caller gives the instance a new SOP Instance UID and updates references.
+
+Only one frame is in memory at a time: a 2 GB multi-frame instance needs
+about two frames of RAM.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import asdict, dataclass
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from .errors import CompressionError, UsageError
+
+LOSSLESS_TS = "1.2.840.10008.1.2.4.90"
+LOSSY_TS = "1.2.840.10008.1.2.4.91"
+NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
+          "1.2.840.10008.1.2.2": (">", True)}
+_OPENJPEG_COLOUR = {"RGB": 1, "YBR_FULL": 3, "MONOCHROME1": 2, "MONOCHROME2": 2, "PALETTE COLOR": 2}
+
+
+@dataclass(frozen=True)
+class J2KOptions:
+    mode: str                      # 'lossless' | 'ratio' | 'psnr'
+    value: float | None = None
+    verify: bool = True
+    transcode: bool = False
+    force: bool = False
+
+    @property
+    def lossy(self) -> bool:
+        return self.mode != "lossless"
+
+
+def parse_j2k_option(text: str) -> J2KOptions:
+    """'lossless' | 'ratio:N' | 'psnr:DB'."""
+    if text == "lossless":
+        return J2KOptions("lossless")
+    kind, _, number = text.partition(":")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if kind == "ratio" and value > 1:
+        return J2KOptions("ratio", value)
+    if kind == "psnr" and value > 0:
+        return J2KOptions("psnr", value)
+    raise UsageError(f"--j2k takes lossless, ratio:N (N > 1) or psnr:DB, not {text!r}")
+
+
+@dataclass
+class J2KResult:
+    encoded: bool
+    note: str
+    transfer_syntax: str
+    frames: int = 0
+    source_bytes: int = 0
+    encoded_bytes: int = 0
+    ratio: float | None = None
+    psnr: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
+    """None when the instance can be encoded; else why it stays as it is."""
+    if "Rows" not in header or "Columns" not in header or "BitsAllocated" not in header:
+        return "no image pixel module"
+    if source_ts not in NATIVE:
+        return "already compressed (kept as it is; --transcode of compressed sources is not supported)"
+    if header.BitsAllocated not in (8, 16):
+        return f"Bits Allocated {header.BitsAllocated} is not supported by the J2K stage"
+    if header.get("SamplesPerPixel", 1) not in (1, 3):
+        return "unsupported Samples per Pixel"
+    photometric = str(header.get("PhotometricInterpretation", ""))
+    if photometric not in _OPENJPEG_COLOUR:
+        return f"Photometric Interpretation {photometric} is not supported by the J2K stage"
+    if options.lossy and str(header.get("LossyImageCompression", "00")) == "01" and not options.force:
+        raise CompressionError("refusing lossy compression of an already lossy image (use --force)")
+    return None
+
+
+def _frame_geometry(header) -> tuple[int, int, int, int, int]:
+    rows, cols = int(header.Rows), int(header.Columns)
+    spp = int(header.get("SamplesPerPixel", 1))
+    frames = int(header.get("NumberOfFrames", 1) or 1)
+    nbytes = rows * cols * spp * header.BitsAllocated // 8
+    return rows, cols, spp, frames, nbytes
+
+
+def _pixel_value_offset(src: BinaryIO, pixel_offset: int, source_ts: str, where: str) -> tuple[int, int]:
+    order, explicit = NATIVE[source_ts]
+    src.seek(pixel_offset)
+    head = src.read(12)
+    group, elem = struct.unpack(order + "HH", head[:4])
+    if (group, elem) != (0x7FE0, 0x0010):
+        raise CompressionError("Pixel Data is Float/Double Float pixel data; not supported", where=where)
+    if explicit:
+        return pixel_offset + 12, struct.unpack(order + "I", head[8:12])[0]
+    return pixel_offset + 8, struct.unpack(order + "I", head[4:8])[0]
+
+
+def _read_frame(src: BinaryIO, offset: int, nbytes: int, header, order: str, where: str) -> np.ndarray:
+    src.seek(offset)
+    raw = src.read(nbytes)
+    if len(raw) != nbytes:
+        raise CompressionError("Pixel Data is shorter than its frames", where=where)
+    signed = int(header.get("PixelRepresentation", 0)) == 1
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}{header.BitsAllocated // 8}")
+    arr = np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="))
+    rows, cols, spp, _, _ = _frame_geometry(header)
+    if spp == 1:
+        arr = arr.reshape(rows, cols)
+    elif int(header.get("PlanarConfiguration", 0)) == 1:
+        arr = arr.reshape(spp, rows, cols).transpose(1, 2, 0)
+    else:
+        arr = arr.reshape(rows, cols, spp)
+    return _mask(np.ascontiguousarray(arr), int(header.get("BitsStored", header.BitsAllocated)), signed)
+
+
+def _mask(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
+    """Keep only Bits Stored (the unused high bits may hold anything, PS3.5 8.1.1)."""
+    bits = arr.dtype.itemsize * 8
+    if bits_stored >= bits:
+        return arr
+    unsigned = arr.view(arr.dtype.str.replace("i", "u")) & ((1 << bits_stored) - 1)
+    if not signed:
+        return unsigned.astype(arr.dtype)
+    shift = bits - bits_stored
+    return ((unsigned.astype(arr.dtype) << shift) >> shift).astype(arr.dtype)
+
+
+def _encode(frame: np.ndarray, header, options: J2KOptions) -> bytes:
+    from openjpeg import encode
+    photometric = str(header.PhotometricInterpretation)
+    kwargs = {"bits_stored": int(header.get("BitsStored", header.BitsAllocated)),
+              "photometric_interpretation": _OPENJPEG_COLOUR[photometric],
+              "use_mct": photometric == "RGB"}
+    if options.mode == "ratio":
+        kwargs["compression_ratios"] = [options.value]
+    elif options.mode == "psnr":
+        kwargs["signal_noise_ratios"] = [options.value]
+    return encode(frame, **kwargs)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, bits_stored: int) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(((1 << bits_stored) - 1) ** 2 / mse)
+
+
+def encode_pixel_data(src: BinaryIO, pixel_offset: int, header, source_ts: str, options: J2KOptions,
+                      out: BinaryIO, *, where: str, on_frame: Callable[[int], None] | None = None) -> J2KResult:
+    """Write the encapsulated Pixel Data element (Explicit VR LE) to ``out``
+    (seekable: the Basic Offset Table is patched at the end) and update
+    ``header``'s image attributes.  Raises CompressionError on any problem."""
+    order = NATIVE[source_ts][0]
+    rows, cols, spp, frames, nbytes = _frame_geometry(header)
+    value_offset, length = _pixel_value_offset(src, pixel_offset, source_ts, where)
+    if length < frames * nbytes:
+        raise CompressionError(f"Pixel Data holds {length} bytes, {frames} frames need {frames * nbytes}", where=where)
+    bits_stored = int(header.get("BitsStored", header.BitsAllocated))
+    start = out.tell()
+    out.write(struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00" + struct.pack("<I", 0xFFFFFFFF))
+    out.write(struct.pack("<HHI", 0xFFFE, 0xE000, 4 * frames) + b"\x00" * 4 * frames)
+    offsets, encoded_total, worst_psnr = [], 0, math.inf
+    first_fragment = out.tell()
+    for n in range(frames):
+        frame_where = f"{where} frame {n + 1}"
+        frame = _read_frame(src, value_offset + n * nbytes, nbytes, header, order, frame_where)
+        codestream, psnr = _encode_frame(frame, header, options, bits_stored, frame_where)
+        worst_psnr = min(worst_psnr, psnr)
+        if len(codestream) % 2:
+            codestream += b"\x00"     # even length; padding after EOC is allowed
+        offsets.append(out.tell() - first_fragment)
+        out.write(struct.pack("<HHI", 0xFFFE, 0xE000, len(codestream)) + codestream)
+        encoded_total += len(codestream)
+        if on_frame:
+            on_frame(nbytes)
+    out.write(struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    end = out.tell()
+    out.seek(start + 12 + 8)
+    out.write(struct.pack(f"<{frames}I", *offsets))
+    out.seek(end)
+    return _update_header(header, options, frames, frames * nbytes, encoded_total, worst_psnr)
+
+
+def _encode_frame(frame: np.ndarray, header, options: J2KOptions, bits_stored: int,
+                  where: str) -> tuple[bytes, float]:
+    """Encode one frame and check it: lossless must decode to the same
+    values; a PSNR request must be met (the encoder's own PSNR target is
+    approximate, so it is raised by 1 dB at a time, up to 4 times)."""
+    from openjpeg import decode
+    attempt = options
+    for _ in range(5):
+        try:
+            codestream = _encode(frame, header, attempt)
+        except Exception as exc:   # the encoder reports failures as various types
+            raise CompressionError(f"JPEG 2000 encoding failed: {exc}", where=where) from None
+        if not (options.verify or options.lossy):
+            return codestream, math.inf
+        decoded = decode(codestream).reshape(frame.shape)
+        if not options.lossy:
+            if not np.array_equal(decoded, frame):
+                raise CompressionError("lossless round trip differs from the source", where=where)
+            return codestream, math.inf
+        psnr = _psnr(frame, decoded, bits_stored)
+        if options.mode != "psnr" or psnr >= options.value:
+            return codestream, psnr
+        attempt = J2KOptions("psnr", attempt.value + 1.0)
+    raise CompressionError(f"could not reach PSNR {options.value} dB (got {psnr:.1f})", where=where)
+
+
+def _update_header(header, options: J2KOptions, frames: int, source_bytes: int, encoded: int,
+                   psnr: float) -> J2KResult:
+    ratio = source_bytes / encoded if encoded else None
+    photometric = str(header.PhotometricInterpretation)
+    if photometric == "RGB":
+        header.PhotometricInterpretation = "YBR_ICT" if options.lossy else "YBR_RCT"
+    if int(header.get("SamplesPerPixel", 1)) > 1:
+        header.PlanarConfiguration = 0
+    for stale in (0x7FE00001, 0x7FE00002):   # offset tables of the old encoding
+        if stale in header:
+            del header[stale]
+    if options.lossy:
+        header.LossyImageCompression = "01"
+        header.LossyImageCompressionRatio = _appended(header, "LossyImageCompressionRatio", f"{ratio:.2f}")
+        header.LossyImageCompressionMethod = _appended(header, "LossyImageCompressionMethod", "ISO_15444_1")
+    return J2KResult(True, "", LOSSY_TS if options.lossy else LOSSLESS_TS, frames, source_bytes, encoded,
+                     round(ratio, 3) if ratio else None,
+                     None if not options.lossy else (round(psnr, 2) if psnr != math.inf else None))
+
+
+def _appended(header, keyword: str, value: str) -> list:
+    old = header.get(keyword)
+    if old is None or old == "":
+        return [value]
+    values = list(old) if not isinstance(old, (str, bytes)) and hasattr(old, "__iter__") else [old]
+    return [str(v) for v in values] + [value]

@@ -1,0 +1,153 @@
+"""`pack --j2k`: lossless round trips checked by two independent decoders,
+lossy bookkeeping, references, refusals."""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicompack import synthetic
+from dicompack.j2k import _mask
+
+from ..conftest import dciodvfy_errors, require_tool, run_cli
+
+CASES = {
+    "ct16_12bit": dict(bits_allocated=16, bits_stored=12),
+    "signed16": dict(bits_allocated=16, bits_stored=16, pixel_representation=1),
+    "signed12": dict(bits_allocated=16, bits_stored=12, pixel_representation=1),
+    "u8": dict(bits_allocated=8, bits_stored=8),
+    "mono1": dict(bits_allocated=16, bits_stored=10, photometric="MONOCHROME1"),
+    "rgb_planar0": dict(bits_allocated=8, bits_stored=8, samples_per_pixel=3, photometric="RGB", modality="OT"),
+    "rgb_planar1": dict(bits_allocated=8, bits_stored=8, samples_per_pixel=3, photometric="RGB",
+                        planar_configuration=1, modality="OT"),
+    "ybr_full": dict(bits_allocated=8, bits_stored=8, samples_per_pixel=3, photometric="YBR_FULL", modality="OT"),
+    "odd_multiframe": dict(rows=37, columns=53, frames=4),
+}
+
+
+def _source_pixels(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    if ds.get("PhotometricInterpretation") == "YBR_FULL" and ds.SamplesPerPixel == 3:
+        # pydicom converts YBR_FULL to RGB by default; compare stored values
+        arr = pydicom.pixels.get_expected_length and ds.pixel_array  # noqa: B018
+    return _mask(arr, ds.BitsStored, ds.PixelRepresentation == 1)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("j2k")
+    src = root / "src"
+    for n, (name, kw) in enumerate(sorted(CASES.items()), 1):
+        kw = {"modality": "CT", **kw}
+        ds = synthetic.make_instance(study_uid="1.2.826.0.1.3680043.2.1", series_uid=f"1.2.826.0.1.3680043.2.1.{n}",
+                                     sop_uid=f"1.2.826.0.1.3680043.2.1.{n}.1", series_number=n, seed=n, **kw)
+        synthetic.write_file(ds, src / f"{name}.dcm", implicit=name == "signed12",
+                             big_endian=name == "u8")
+    out = root / "out"
+    report = json.loads(run_cli("pack", src, "-o", out, "--j2k", "lossless", "--json", check=True).stdout)
+    return src, out, report
+
+
+def _by_uid(folder: Path) -> dict[str, Path]:
+    return {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID: p
+            for p in folder.rglob("*") if p.is_file() and p.name != "DICOMDIR"}
+
+
+def test_every_case_round_trips_with_pydicom(packed):
+    src, out, report = packed
+    assert report["stages"]["j2k"]["encoded_instances"] == len(CASES)
+    outputs = _by_uid(out)
+    for name in CASES:
+        source = pydicom.dcmread(src / f"{name}.dcm")
+        ours = pydicom.dcmread(outputs[source.SOPInstanceUID])
+        assert ours.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90", name
+        expected = _mask(source.pixel_array, source.BitsStored, source.PixelRepresentation == 1)
+        got = ours.pixel_array
+        if source.PhotometricInterpretation == "RGB":
+            assert ours.PhotometricInterpretation == "YBR_RCT"
+        assert np.array_equal(got, expected), name
+
+
+def _fragments(path: Path) -> list[bytes]:
+    ds = pydicom.dcmread(path)
+    from pydicom.encaps import generate_frames
+    return list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1))))
+
+
+def test_independent_decoder_opj_decompress(packed, tmp_path):
+    tool = require_tool("opj_decompress")
+    src, out, _ = packed
+    outputs = _by_uid(out)
+    for name in ("ct16_12bit", "signed16", "u8", "odd_multiframe"):
+        source = pydicom.dcmread(src / f"{name}.dcm")
+        frames = _fragments(outputs[source.SOPInstanceUID])
+        expected = _mask(source.pixel_array, source.BitsStored, source.PixelRepresentation == 1)
+        expected = expected.reshape(len(frames), source.Rows, source.Columns)
+        for i, codestream in enumerate(frames):
+            j2c, raw = tmp_path / f"{name}{i}.j2c", tmp_path / f"{name}{i}.rawl"
+            j2c.write_bytes(codestream)
+            subprocess.run([tool, "-i", str(j2c), "-o", str(raw)], check=True, capture_output=True)
+            dtype = {8: "u1", 16: "<u2"}[source.BitsAllocated]
+            if source.PixelRepresentation:
+                dtype = "<i2"
+            decoded = np.frombuffer(raw.read_bytes(), dtype=dtype).reshape(source.Rows, source.Columns)
+            assert np.array_equal(decoded, expected[i]), (name, i)
+
+
+def test_dicomdir_and_files_stay_valid(packed):
+    src, out, _ = packed
+    assert dciodvfy_errors(out / "DICOMDIR") == []
+    outputs = _by_uid(out)
+    source = pydicom.dcmread(src / "ct16_12bit.dcm")
+    before = dciodvfy_errors(src / "ct16_12bit.dcm")
+    assert dciodvfy_errors(outputs[source.SOPInstanceUID]) == before
+    dump = subprocess.run([require_tool("dcmdump"), str(outputs[source.SOPInstanceUID])],
+                          capture_output=True, encoding="latin-1").stdout
+    assert "JPEG2000LosslessOnly" in dump or "1.2.840.10008.1.2.4.90" in dump
+    assert "pi (fffe,e000)" in dump.lower() or "Item" in dump
+    listing = json.loads(run_cli("ls", out, "--json", check=True).stdout)
+    syntaxes = {ts for p in listing["patients"] for st in p["studies"] for se in st["series"]
+                for ts in se["transfer_syntaxes"]}
+    assert syntaxes == {"1.2.840.10008.1.2.4.90"}
+
+
+def test_lossy_psnr_new_uids_and_references(example_corpus, tmp_path):
+    src, info = example_corpus
+    out = tmp_path / "lossy"
+    report = json.loads(run_cli("pack", src, "-o", out, "--j2k", "psnr:45", "--json", check=True).stdout)
+    stage = report["stages"]["j2k"]
+    assert stage["min_psnr"] >= 45 and stage["new_sop_instance_uids"] == stage["encoded_instances"] > 0
+    outputs = {p: pydicom.dcmread(p, stop_before_pixels=True) for p in out.rglob("IM*")}
+    lossy = {str(ds.SOPInstanceUID) for ds in outputs.values() if ds.get("LossyImageCompression") == "01"}
+    assert lossy and not lossy & set(info["instances"])
+    for ds in outputs.values():
+        if ds.get("LossyImageCompression") == "01":
+            assert ds.LossyImageCompressionMethod == "ISO_15444_1"
+            assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.91"
+    sr = next(ds for ds in outputs.values() if ds.Modality == "SR")
+    refs = {str(item.ReferencedSOPInstanceUID)
+            for study in sr.CurrentRequestedProcedureEvidenceSequence
+            for series in study.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert refs and refs <= {str(ds.SOPInstanceUID) for ds in outputs.values()}
+    assert json.loads(run_cli("check", out, "--json").stdout)["ok"]
+
+
+def test_lossy_on_lossy_refused(tmp_path):
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
+    ds.LossyImageCompression = "01"
+    synthetic.write_file(ds, tmp_path / "src" / "a.dcm")
+    proc = run_cli("pack", tmp_path / "src", "-o", tmp_path / "out", "--j2k", "ratio:10")
+    assert proc.returncode == 11 and b"already lossy" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    run_cli("pack", tmp_path / "src", "-o", tmp_path / "out", "--j2k", "ratio:10", "--force-lossy", check=True)
+
+
+def test_bad_option():
+    proc = run_cli("pack", ".", "-o", "/tmp/never-written", "--j2k", "ratio:abc")
+    assert proc.returncode == 2 and b"--j2k" in proc.stderr
