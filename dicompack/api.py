@@ -40,6 +40,7 @@ class PackOptions:
     aead: bool = False               # AES-256-GCM AuthEnvelopedData (outside PS3.15 D.1)
     legacy: bool = False             # allow SHA-1 signatures (3DES is never written)
     j2k: object = None               # j2k.J2KOptions: recompress native Pixel Data to JPEG 2000
+    deid: object = None              # deid.DeidOptions: de-identify every instance (PS3.15 E)
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -99,7 +100,7 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     with ExitStack() as stack:
         paths = _source_paths(sources, stack)
         kept = _scan_inputs(paths, report, options, progress, exclude=None if stream else dest)
-        if options.j2k is not None:
+        if options.j2k is not None or options.deid is not None:
             kept = _transform_stage(kept, options, stack, progress, report)
         _emit(dest, stream, fmt, fs.plan_layout(kept), report, options, progress)
     report.seconds = round(time.monotonic() - started, 3)
@@ -113,24 +114,43 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     staging folder, in parallel; return the scans of the staged files."""
     from . import transform as tf
     stage = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-stage-"))
-    spec = tf.TransformSpec(j2k=options.j2k)
+    spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid)
     jobs = options.jobs or os.cpu_count() or 1
     with ExitStack() as pools:
         run = map
         if jobs > 1 and len(scans) > 1:
             from .parallel import process_pool
             run = pools.enter_context(process_pool(jobs)).map
-        if options.j2k.lossy:
+        if options.j2k is not None and options.j2k.lossy:
             lossy = [s.sop_instance for s, yes in zip(scans, run(tf.lossy_candidate, scans, [spec] * len(scans))) if yes]
-            spec = tf.TransformSpec(j2k=options.j2k, lossy_uids=tuple((u, tf.lossy_uid(u)) for u in lossy))
+            spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid,
+                                    lossy_uids=tuple((_after_deid(u, options), tf.lossy_uid(_after_deid(u, options)))
+                                                     for u in lossy))
         outcomes = []
         for n, out in enumerate(run(tf.transform_instance, scans, [stage] * len(scans), [spec] * len(scans)), 1):
             if out.error is not None:
                 raise out.error
             outcomes.append(out)
             progress("compress", n, len(scans))
-    report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
+    if options.j2k is not None:
+        report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
+    if options.deid is not None:
+        from .deid import table
+        actions = Counter()
+        for o in outcomes:
+            actions.update(o.actions)
+        report.stages["deid"] = {"profile": "PS3.15 E.1 Basic Application Level Confidentiality Profile",
+                                 "table": table()["source"], "options": options.deid.enabled_columns(),
+                                 "instances": len(outcomes), "actions": dict(actions)}
     return [o.scan for o in outcomes]
+
+
+def _after_deid(uid: str, options: PackOptions) -> str:
+    """A UID as it reads after de-identification (lossy maps key on it)."""
+    if options.deid is None:
+        return uid
+    from .deid import Deidentifier
+    return Deidentifier(options.deid).map_uid(uid)
 
 
 def _j2k_summary(outcomes, options) -> dict:

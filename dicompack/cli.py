@@ -106,6 +106,19 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
          no_verify: bool = typer.Option(False, "--no-verify", help="Skip decoding each lossless frame again to compare (about 40% faster)."),
          force_lossy: bool = typer.Option(False, "--force-lossy", help="Allow lossy compression of already lossy images."),
+         deidentify: bool = typer.Option(False, "--deidentify", help="Apply the PS3.15 E.1 Basic Application Level Confidentiality Profile."),
+         deid_key_file: Optional[Path] = typer.Option(None, "--deid-key-file", help="Secret for stable pseudonyms/UIDs/date shifts (default: random per run)."),
+         patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Pseudonym Patient ID (default: derived from the key)."),
+         patient_name: Optional[str] = typer.Option(None, "--patient-name", help="Pseudonym Patient's Name."),
+         retain_uids: bool = typer.Option(False, "--retain-uids", help="Retain UIDs Option."),
+         retain_device_identity: bool = typer.Option(False, "--retain-device-identity", help="Retain Device Identity Option."),
+         retain_institution_identity: bool = typer.Option(False, "--retain-institution-identity", help="Retain Institution Identity Option."),
+         retain_patient_characteristics: bool = typer.Option(False, "--retain-patient-characteristics", help="Retain Patient Characteristics Option."),
+         retain_dates: Optional[str] = typer.Option(None, "--retain-dates", help="full | modified (Retain Longitudinal Temporal Information)."),
+         date_shift_days: Optional[int] = typer.Option(None, "--date-shift-days", help="Shift for --retain-dates modified (default: per patient from the key)."),
+         clean_descriptors: bool = typer.Option(False, "--clean-descriptors", help="Clean Descriptors Option."),
+         clean_structured_content: bool = typer.Option(False, "--clean-structured-content", help="Clean Structured Content Option."),
+         burned_in: str = typer.Option("reject", "--burned-in", help="reject | keep instances that may show identity in pixels."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
@@ -122,6 +135,13 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, recipients=tuple(recipients), signer=signer,
             aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy),
+            deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
+                               retain_uids=retain_uids, retain_device_identity=retain_device_identity,
+                               retain_institution_identity=retain_institution_identity,
+                               retain_patient_characteristics=retain_patient_characteristics,
+                               retain_dates=retain_dates, date_shift_days=date_shift_days,
+                               clean_descriptors=clean_descriptors,
+                               clean_structured_content=clean_structured_content, burned_in=burned_in),
             force=force, jobs=jobs, progress=bar))
     if output == "-":
         typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
@@ -197,6 +217,23 @@ def parse_size(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"not a size: {text!r} (e.g. 650M, 4.7G)")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _deid_options(enabled: bool, key_file: Optional[Path], **kwargs):
+    if not enabled:
+        return None
+    import os
+
+    from .deid import DeidOptions
+    if key_file:
+        key = key_file.read_bytes().strip()
+        if len(key) < 16:
+            raise UsageError("the de-identification key file must hold at least 16 bytes", where=str(key_file))
+    else:
+        key = os.urandom(32)
+        typer.echo("dicompack: warning: no --deid-key-file: pseudonyms, UIDs and date shifts are "
+                   "random for this run", err=True)
+    return DeidOptions(key=key, **kwargs)
 
 
 def _j2k_options(text: Optional[str], no_verify: bool, force: bool):

@@ -118,7 +118,8 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
         out.scan, out.note = scan, "deflated transfer syntax: kept as it is"
         return
     if scan.transfer_syntax == "1.2.840.10008.1.2.1.99":
-        raise InvalidInputError("deflated data sets cannot be transformed in streaming mode", where=scan.path)
+        _deidentify_whole(scan, stage_dir, spec, out)
+        return
     if spec.deid is None and scan.pixel_offset is None and not spec.lossy_uids:
         out.scan, out.note = scan, "no Pixel Data: kept as it is"
         return
@@ -166,6 +167,23 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
     out.scan = scan_file(str(staged))
     if out.scan.status != "dicom":
         raise CompressionError(f"transformed file is not valid: {out.scan.reason}", where=scan.path)
+
+
+def _deidentify_whole(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome) -> None:
+    """Deflated data sets are read whole (they are small) and written back
+    deflated after de-identification."""
+    from pydicom import dcmread
+
+    from .deid import Deidentifier
+    ds = dcmread(scan.path)
+    result = Deidentifier(spec.deid).apply(ds, where=scan.path)
+    _remap_uids(ds, dict(spec.lossy_uids))
+    out.actions = dict(result.actions)
+    staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(staged, enforce_file_format=True)
+    out.staged, out.scan = str(staged), scan_file(str(staged))
+    out.note = "deflated: de-identified in memory"
 
 
 def _copy_pixel_element(scan: ScanResult, f) -> None:

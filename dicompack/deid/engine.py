@@ -1,0 +1,232 @@
+"""The de-identification engine: applies Table E.1-1 (as data) to a data
+set, recursively through sequences.
+
+Everything derived from the key is deterministic (HMAC-SHA256), so worker
+processes agree without sharing state: the same UID maps to the same new UID
+in every instance, the same patient gets the same pseudonym and date shift
+in every run with the same key.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from ..errors import DeidentificationError
+from .options import BASIC_PROFILE, OPTION_CODES, DeidOptions
+from .table import action_for, row_for
+
+PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
+BURNED_IN_MODALITIES = {"US", "XA", "RF", "ES"}
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_DUMMY = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y",
+          "IS": "0", "DS": "0", "CS": "ANON", "AE": "ANON", "LO": "ANONYMIZED", "SH": "ANONYMIZED",
+          "LT": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED", "UC": "ANONYMIZED"}
+_NUMERIC = {"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"}
+_TEXT = {"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS"}
+_FREE_TEXT = {"LT", "ST", "UT", "UC"}
+
+
+@dataclass
+class DeidResult:
+    actions: Counter = field(default_factory=Counter)
+    originals: Dataset = field(default_factory=Dataset)   # reserved for re-identification
+
+
+def _well_known(uid: str) -> bool:
+    from pydicom._uid_dict import UID_dictionary
+    return uid in UID_dictionary or uid.startswith("1.2.840.10008.")
+
+
+class Deidentifier:
+    """Pure and picklable: safe to build in each worker process."""
+
+    def __init__(self, options: DeidOptions):
+        self.options = options
+        self.columns = options.enabled_columns()
+
+    # ------------------------------------------------------------ derived values
+    def _hmac(self, label: str, value: str) -> bytes:
+        return hmac.new(self.options.key, f"{label}\x00{value}".encode(), hashlib.sha256).digest()
+
+    def map_uid(self, uid: str) -> str:
+        uid = uid.strip("\x00 ")
+        if not uid or _well_known(uid) or self.options.retain_uids:
+            return uid
+        return "2.25." + str(int.from_bytes(self._hmac("uid", uid)[:16], "big"))
+
+    def pseudonym(self, patient_id: str) -> tuple[str, str]:
+        code = self._hmac("patient", patient_id).hex()[:10].upper()
+        return (self.options.patient_id or f"DP{code}", self.options.patient_name or f"ANONYMOUS^{code}")
+
+    def date_shift(self, patient_id: str) -> int:
+        if self.options.date_shift_days is not None:
+            return self.options.date_shift_days
+        return -(int.from_bytes(self._hmac("dates", patient_id)[:4], "big") % 3650 + 1)
+
+    # ------------------------------------------------------------ policy
+    def check_burned_in(self, ds: Dataset, where: str) -> None:
+        if self.options.burned_in == "keep":
+            return
+        reasons = []
+        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+            reasons.append("Burned In Annotation is YES")
+        if str(ds.get("Modality", "")) in BURNED_IN_MODALITIES:
+            reasons.append(f"modality {ds.Modality} commonly carries burned-in text")
+        if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE):
+            reasons.append("secondary capture commonly carries burned-in text")
+        if reasons and "PixelData" in ds or reasons and ds.get("Rows"):
+            raise DeidentificationError(
+                "; ".join(reasons) + ": pixel data may show identity (refused; --burned-in keep to accept)",
+                where=where)
+
+    # ------------------------------------------------------------ apply
+    def apply(self, ds: Dataset, *, where: str) -> DeidResult:
+        self.check_burned_in(ds, where)
+        result = DeidResult()
+        original_id = str(ds.get("PatientID", ""))
+        tokens = self._phi_tokens(ds)
+        context = {"shift": self.date_shift(original_id), "tokens": tokens, "result": result}
+        self._walk(ds, context, top=True)
+        new_id, new_name = self.pseudonym(original_id)
+        ds.PatientID, ds.PatientName = new_id, new_name
+        result.actions["pseudonym"] += 1
+        self._mark(ds)
+        if hasattr(ds, "file_meta"):
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            for tag in (0x00020016, 0x00020017, 0x00020018):   # AE titles may name a site
+                if tag in ds.file_meta:
+                    del ds.file_meta[tag]
+        return result
+
+    def _phi_tokens(self, ds: Dataset) -> list[re.Pattern]:
+        words = set()
+        name = str(ds.get("PatientName", ""))
+        words.update(w for w in re.split(r"[\^=\s,]+", name) if len(w) >= 3)
+        for kw in ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate"):
+            value = ds.get(kw)
+            if value:
+                words.update(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if len(str(v)) >= 3)
+        return [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(words, key=len, reverse=True)]
+
+    def _walk(self, ds: Dataset, ctx: dict, top: bool = False) -> None:
+        for elem in list(ds):
+            tag = int(elem.tag)
+            if top and tag in (PATIENT_ID, PATIENT_NAME):
+                continue                       # replaced by the pseudonym afterwards
+            row = row_for(tag)
+            if row is None:
+                self._unlisted(ds, elem, ctx)
+                continue
+            self._act(ds, elem, action_for(row, self.columns), ctx)
+
+    def _unlisted(self, ds: Dataset, elem, ctx: dict) -> None:
+        """Attributes Table E.1-1 does not list: UIDs are still mapped
+        (references must follow), sequences are searched, person names get
+        a dummy, and free text, which may hold anything, is removed (or
+        cleaned under the Clean Structured Content / Descriptors options)."""
+        if elem.VR == "UI":
+            self._act(ds, elem, "U", ctx)
+        elif elem.VR == "SQ":
+            for item in elem.value:
+                self._walk(item, ctx)
+        elif elem.VR == "PN":
+            self._act(ds, elem, "D", ctx)
+        elif elem.VR in _FREE_TEXT:
+            cleaning = self.options.clean_structured_content or self.options.clean_descriptors
+            self._act(ds, elem, "C" if cleaning else "X", ctx)
+
+    def _act(self, ds: Dataset, elem, action: str, ctx: dict) -> None:
+        counts = ctx["result"].actions
+        counts[action] += 1
+        if action == "X":
+            del ds[elem.tag]
+        elif action == "Z":
+            elem.value = Sequence() if elem.VR == "SQ" else None
+        elif action == "D":
+            self._dummy(elem)
+        elif action == "U":
+            self._map_uids(elem, ctx)
+        elif action == "C":
+            self._clean(elem, ctx)
+        elif elem.VR == "SQ":                  # K: kept, but its items are processed
+            for item in elem.value:
+                self._walk(item, ctx)
+
+    def _dummy(self, elem) -> None:
+        if elem.VR == "SQ":
+            elem.value = Sequence()
+        elif elem.VR == "UI":
+            elem.value = self.map_uid(str(elem.value)) if elem.value else elem.value
+        elif elem.VR in _NUMERIC:
+            elem.value = 0
+        elif elem.VR in _DUMMY:
+            elem.value = _DUMMY[elem.VR]
+        else:
+            elem.value = None
+
+    def _map_uids(self, elem, ctx: dict) -> None:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self._walk(item, ctx)
+        elif elem.VR == "UI" and elem.value:
+            if elem.VM > 1:
+                elem.value = [self.map_uid(str(v)) for v in elem.value]
+            else:
+                elem.value = self.map_uid(str(elem.value))
+
+    def _clean(self, elem, ctx: dict) -> None:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self._walk(item, ctx)
+        elif elem.VR in ("DA", "DT") and self.options.retain_dates == "modified":
+            elem.value = _shift(elem.value, elem.VR, ctx["shift"])
+        elif elem.VR in _TEXT and elem.value:
+            elem.value = self._scrub(elem.value, ctx["tokens"])
+        elif elem.VR not in ("TM",):
+            self._dummy(elem)
+
+    @staticmethod
+    def _scrub(value, tokens: list[re.Pattern]):
+        def one(text: str) -> str:
+            for pattern in tokens:
+                text = pattern.sub("X", text)
+            return text
+        if isinstance(value, (list, tuple)) or hasattr(value, "__iter__") and not isinstance(value, (str, bytes)):
+            return [one(str(v)) for v in value]
+        return one(str(value))
+
+    def _mark(self, ds: Dataset) -> None:
+        """PS3.15 E.1.1: record what was done, with CID 7050 codes."""
+        ds.PatientIdentityRemoved = "YES"
+        names = [BASIC_PROFILE[1]] + [OPTION_CODES[c][1] for c in self.columns if c in OPTION_CODES]
+        ds.DeidentificationMethod = ("dicompack: " + "; ".join(names))[:64]
+        codes = []
+        for value, meaning in [BASIC_PROFILE] + [OPTION_CODES[c] for c in self.columns if c in OPTION_CODES]:
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+            codes.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(codes)
+        ds.LongitudinalTemporalInformationModified = {
+            None: "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.retain_dates]
+
+
+def _shift(value, vr: str, days: int):
+    def one(text: str) -> str:
+        text = str(text).strip()
+        if len(text) < 8 or not text[:8].isdigit():
+            return text
+        try:
+            day = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)
+        except ValueError:
+            return "19000101" + text[8:]
+        return day.strftime("%Y%m%d") + text[8:]
+    if isinstance(value, (list, tuple)):
+        return [one(v) for v in value]
+    return one(value)

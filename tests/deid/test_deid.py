@@ -1,0 +1,153 @@
+"""De-identification: a PHI-planted corpus leaves no marker and no original
+UID anywhere in the output; references still resolve; options and policy."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from dicompack import synthetic
+from dicompack.deid import table
+
+from ..conftest import dciodvfy_errors, run_cli
+
+MARK = "PHIMARK"
+ROOT = "1.2.826.0.1.3680043.2.777"
+_TEXT = {"LO": MARK, "SH": MARK, "LT": MARK, "ST": MARK, "UT": MARK, "UC": MARK, "CS": MARK,
+         "PN": f"{MARK}^{MARK}", "DA": "20010203", "DT": "20010203040506", "TM": "040506", "AS": "042Y"}
+
+
+def _planted(n: int, *, refs: list[str] = (), name: str = "Müller^PHIMARK", charset: str = "ISO_IR 192") -> Dataset:
+    ds = synthetic.make_instance(study_uid=f"{ROOT}.1", series_uid=f"{ROOT}.1.1", sop_uid=f"{ROOT}.1.1.{n}",
+                                 patient_name=name, patient_id=f"{MARK}ID", charset=charset, instance_number=n)
+    for tag, row in table()["exact"].items():
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            continue
+        if tag >> 16 in (0x0002, 0x7FE0, 0x0008) and tag in (0x00080016, 0x00080018):
+            continue
+        if vr in _TEXT and tag not in ds:
+            ds.add_new(tag, vr, _TEXT[vr])
+        elif vr == "SQ" and tag not in ds:
+            item = Dataset()
+            item.PersonName = f"{MARK}^Nested"
+            item.TextValue = f"note by {MARK}"
+            ds.add_new(tag, "SQ", Sequence([item]))
+    ds.FrameOfReferenceUID = f"{ROOT}.9"
+    if refs:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ref.ReferencedSOPInstanceUID = refs[0]
+        ds.ReferencedImageSequence = Sequence([ref])
+    block = ds.private_block(0x0011, "PHIMARK CREATOR", create=True)
+    block.add_new(0x01, "LO", f"{MARK} private")
+    ds.BurnedInAnnotation = "NO"
+    return ds
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("phi") / "src"
+    synthetic.write_file(_planted(1), src / "a.dcm")
+    synthetic.write_file(_planted(2, refs=[f"{ROOT}.1.1.1"], name="Dupont^Élise", charset="ISO_IR 100"),
+                         src / "b.dcm", implicit=True)
+    return src
+
+
+def _all_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()) if path.is_dir() else path.read_bytes()
+
+
+def _leaks(data: bytes) -> list[str]:
+    needles = {MARK: [MARK.encode(e) for e in ("latin-1", "utf-8", "utf-16-le")],
+               "Müller": ["Müller".encode("utf-8"), "Müller".encode("latin-1")],
+               "Élise": ["Élise".encode("latin-1"), "Élise".encode("utf-8")],
+               "UID root": [ROOT.encode()], "date": [b"20010203"]}
+    return [what for what, forms in needles.items() if any(f in data for f in forms)]
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_no_marker_survives(corpus, tmp_path, suffix):
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    out = tmp_path / f"out{suffix}"
+    assert _leaks(_all_bytes(corpus))        # the corpus really is planted
+    proc = run_cli("pack", corpus, "-o", out, "--deidentify", "--deid-key-file", key, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["stages"]["deid"]["instances"] == 2
+    assert _leaks(_all_bytes(out)) == []
+    assert MARK not in proc.stdout.decode()
+
+
+def test_references_stay_consistent_and_marked(corpus, tmp_path):
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    out = tmp_path / "out"
+    run_cli("pack", corpus, "-o", out, "--deidentify", "--deid-key-file", key, "-q", check=True)
+    files = [pydicom.dcmread(p) for p in out.rglob("IM*")]
+    uids = {str(ds.SOPInstanceUID) for ds in files}
+    referring = next(ds for ds in files if "ReferencedImageSequence" in ds)
+    assert str(referring.ReferencedImageSequence[0].ReferencedSOPInstanceUID) in uids
+    assert len({str(ds.FrameOfReferenceUID) for ds in files}) == 1
+    for ds in files:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+    # Same key, same pseudonyms and UIDs; another key, others.
+    again = tmp_path / "again"
+    run_cli("pack", corpus, "-o", again, "--deidentify", "--deid-key-file", key, "-q", check=True)
+    assert {str(pydicom.dcmread(p).SOPInstanceUID) for p in again.rglob("IM*")} == uids
+    other_key = tmp_path / "other"
+    other_key.write_bytes(b"o" * 32)
+    third = tmp_path / "third"
+    run_cli("pack", corpus, "-o", third, "--deidentify", "--deid-key-file", other_key, "-q", check=True)
+    assert not {str(pydicom.dcmread(p).SOPInstanceUID) for p in third.rglob("IM*")} & uids
+
+
+def test_dciodvfy_no_new_errors(tmp_path):
+    src = tmp_path / "src"
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
+    synthetic.write_file(ds, src / "ct.dcm")
+    out = tmp_path / "out"
+    run_cli("pack", src, "-o", out, "--deidentify", "-q", check=True)
+    before = set(dciodvfy_errors(src / "ct.dcm"))
+    after = set(dciodvfy_errors(next(out.rglob("IM*"))))
+    assert after <= before, after - before
+    assert dciodvfy_errors(out / "DICOMDIR") == []
+
+
+def test_modified_dates_shift_consistently(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_cli("pack", corpus, "-o", out, "--deidentify", "--retain-dates", "modified", "--date-shift-days", "-10",
+            "-q", check=True)
+    for p in out.rglob("IM*"):
+        ds = pydicom.dcmread(p)
+        assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert "113107" in [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+        assert ds.StudyDate == "20231222"     # the synthetic 2024-01-01 minus 10 days
+
+
+def test_burned_in_policy(tmp_path):
+    src = tmp_path / "src"
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1", modality="US",
+                                 samples_per_pixel=3, photometric="RGB", bits_allocated=8, bits_stored=8)
+    synthetic.write_file(ds, src / "us.dcm")
+    proc = run_cli("pack", src, "-o", tmp_path / "out", "--deidentify")
+    assert proc.returncode == 10 and b"burned-in" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    run_cli("pack", src, "-o", tmp_path / "out", "--deidentify", "--burned-in", "keep", "-q", check=True)
+
+
+def test_table_is_complete_data():
+    t = table()
+    assert t["rows"] >= 600 and "E.1-1" in t["source"]
+    assert t["exact"][0x00100010]["basic"] == "Z" and t["exact"][0x0020000D]["basic"] == "U"
+    assert t["private"]["basic"] == "X"
