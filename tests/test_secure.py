@@ -303,3 +303,27 @@ _SMALL_PACKAGE = io.BytesIO()
 cms.write_secure_package(io.BytesIO(b"zip bytes" * 50), _SMALL_PACKAGE,
                          recipients=[cms.PasswordRecipient(b"pw-for-fuzzing", 10_000)])
 _SMALL_PACKAGE = _SMALL_PACKAGE.getvalue()
+
+
+def test_encrypted_key_and_pkcs12(pki, example_corpus, tmp_path):
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from dicompack import keys
+    src, _ = example_corpus
+    signer_key = keys.load_private_key(pki / "signer.key")
+    (tmp_path / "kpw.txt").write_text("key password\n")
+    (tmp_path / "signer-enc.key").write_bytes(signer_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"key password")))
+    out = tmp_path / "a.p7m"
+    run_cli("pack", src, "-o", out, "--recipient", pki / "recip.pem", "--sign-key", tmp_path / "signer-enc.key",
+            "--sign-cert", pki / "signer.pem", "--key-password-file", tmp_path / "kpw.txt", "-q", check=True)
+    bundle = pkcs12.serialize_key_and_certificates(
+        b"recip", keys.load_private_key(pki / "recip.key"), keys.load_certificate(pki / "recip.pem"), None,
+        serialization.BestAvailableEncryption(b"key password"))
+    (tmp_path / "recip.p12").write_bytes(bundle)
+    proc = run_cli("verify", out, "--p12", tmp_path / "recip.p12", "--key-password-file", tmp_path / "kpw.txt",
+                   "--trust", pki / "ca.pem")
+    assert proc.returncode == 0, proc.stderr
+    (tmp_path / "bad.txt").write_text("nope\n")
+    proc = run_cli("verify", out, "--p12", tmp_path / "recip.p12", "--key-password-file", tmp_path / "bad.txt")
+    assert proc.returncode == 2 and b"key password" not in proc.stderr and b"nope" not in proc.stderr
