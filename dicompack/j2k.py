@@ -89,6 +89,8 @@ def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
     photometric = str(header.get("PhotometricInterpretation", ""))
     if photometric not in _OPENJPEG_COLOUR:
         return f"Photometric Interpretation {photometric} is not supported by the J2K stage"
+    if options.lossy and photometric == "PALETTE COLOR":
+        return "palette indices cannot be compressed lossily"
     if options.lossy and str(header.get("LossyImageCompression", "00")) == "01" and not options.force:
         raise CompressionError("refusing lossy compression of an already lossy image (use --force)")
     return None
