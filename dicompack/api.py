@@ -41,6 +41,7 @@ class PackOptions:
     legacy: bool = False             # allow SHA-1 signatures (3DES is never written)
     j2k: object = None               # j2k.J2KOptions: recompress native Pixel Data to JPEG 2000
     deid: object = None              # deid.DeidOptions: de-identify every instance (PS3.15 E)
+    descriptor: Path | None = None   # File-set Descriptor file (text), stored as README
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -199,6 +200,11 @@ def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: Pac
         plan = fs.split_volumes(layout, options.split)
         volumes = [fs.plan_layout(v) for v in plan.volumes]
         report.warnings += [Problem(str(dest), note) for note in plan.notes]
+    if options.descriptor:
+        if not Path(options.descriptor).is_file():
+            raise UsageError("File-set Descriptor file not found", where=str(options.descriptor))
+        for vol in volumes:
+            vol.descriptor = Path(options.descriptor)
     package_uid = pkg.package_uid_for(layout, options.fileset_id)
     summary = _fileset_summary(report)
     fs.release_key_values(layout)

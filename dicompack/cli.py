@@ -88,6 +88,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          fmt: Optional[str] = typer.Option(None, "--format", help="dir | zip | secure (default: from the destination's suffix)."),
          zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
+         descriptor: Optional[Path] = typer.Option(None, "--fileset-descriptor", help="Text file stored as the File-set Descriptor (File ID README)."),
          split: Optional[str] = typer.Option(None, "--split", help="Volume size, e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN."),
          recipient: List[Path] = typer.Option([], "--recipient", help="Recipient certificate (PEM/DER), repeatable: RSA-OAEP (or ECDH for EC keys)."),
          password_file: Optional[Path] = typer.Option(None, "--password-file", help="Encrypt for a password read from this file (PWRI, PBKDF2-HMAC-SHA256)."),
@@ -123,7 +124,8 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
          as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")):
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, fix and invented key.")):
     """Build a standard File-set (PS3.10 File IDs + DICOMDIR) from messy input."""
     with _errors(as_json), _progress_bar(quiet) as bar:
         if zip_method == "zstd":
@@ -133,7 +135,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         signer = _signer(sign_key, sign_cert, sign_chain, p12, key_password_file, digest, sign_pss)
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
-            split=parse_size(split) if split else None, recipients=tuple(recipients), signer=signer,
+            split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
             aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy),
             deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,
@@ -144,19 +146,29 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
                                clean_structured_content=clean_structured_content, burned_in=burned_in),
             force=force, jobs=jobs, progress=bar))
     if output == "-":
-        typer.echo(report.to_json() if as_json else _pack_text(report), err=True)
+        typer.echo(report.to_json() if as_json else _pack_text(report, verbose), err=True)
     else:
-        _emit(report, as_json, _pack_text(report))
+        _emit(report, as_json, _pack_text(report, verbose))
 
 
-def _pack_text(r) -> str:
-    lines = [f"{r.output}: {r.instances} instances, {r.series} series, {r.studies} studies, "
-             f"{r.patients} patients ({r.application_profile}) in {r.seconds:.2f} s"]
-    for label, items in (("skipped", r.skipped), ("left out", r.invalid),
-                         ("duplicate", r.duplicates_collapsed), ("fixed", r.fixes),
-                         ("warning", r.warnings)):
-        lines += [f"  {label}: {p.path}: {p.reason}" for p in items]
-    lines += [f"  invented: {i['record_type']} {i['keyword']} = {i['value']}" for i in r.invented]
+def _pack_text(r, verbose: bool = False) -> str:
+    """Counts by default; every item with --verbose.  Left-out files and
+    warnings are always listed: they change what the package holds."""
+    lines = [f"{', '.join(r.volumes) or r.output}: {r.instances} instances, {r.series} series, "
+             f"{r.studies} studies, {r.patients} patients ({r.application_profile}) in {r.seconds:.2f} s"]
+    for stage, info in r.stages.items():
+        lines.append(f"  {stage}: " + ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("recipients",)))
+    for label, items, always in (("left out", r.invalid, True), ("warning", r.warnings, True),
+                                 ("skipped", r.skipped, False), ("duplicate", r.duplicates_collapsed, False),
+                                 ("fixed", r.fixes, False)):
+        if always or verbose:
+            lines += [f"  {label}: {p.path}: {p.reason}" for p in items]
+        elif items:
+            lines.append(f"  {label}: {len(items)} file(s) (--verbose lists them)")
+    if verbose:
+        lines += [f"  invented: {i['record_type']} {i['keyword']} = {i['value']}" for i in r.invented]
+    elif r.invented:
+        lines.append(f"  invented: {len(r.invented)} empty Type 1 DICOMDIR key(s) (--verbose lists them)")
     return "\n".join(lines)
 
 

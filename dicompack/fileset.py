@@ -94,6 +94,7 @@ class Layout:
     leaves: list[Record]
     invented: list[Invented] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)   # (where, what)
+    descriptor: Path | None = None      # File-set Descriptor file, stored as File ID README
 
 
 def _number(raw: bytes | None) -> float:

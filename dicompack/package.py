@@ -62,9 +62,13 @@ def open_instance(scan: ScanResult) -> BinaryIO:
     return io.BufferedReader(_Chain(meta, scan.path, scan.dataset_offset), 1 << 20)
 
 
+DESCRIPTOR_FILE_ID = ("README",)
+
+
 def dicomdir_bytes(layout: Layout, fileset_id: str) -> bytes:
     buf = io.BytesIO()
-    write_dicomdir(buf, layout.roots, fileset_id=fileset_id)
+    write_dicomdir(buf, layout.roots, fileset_id=fileset_id,
+                   descriptor=DESCRIPTOR_FILE_ID if layout.descriptor else None)
     return buf.getvalue()
 
 
@@ -85,7 +89,15 @@ def write_folder(root: Path, layout: Layout, fileset_id: str, progress: Progress
             progress("copy", n, total, written)
     data = dicomdir_bytes(layout, fileset_id)
     (root / "DICOMDIR").write_bytes(data)
+    if layout.descriptor:
+        written += copy_descriptor(layout.descriptor, root.joinpath(*DESCRIPTOR_FILE_ID))
     return written + len(data)
+
+
+def copy_descriptor(src: Path, dest: Path) -> int:
+    import shutil
+    shutil.copyfile(src, dest)
+    return dest.stat().st_size
 
 
 def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str, summary: dict,
@@ -98,6 +110,8 @@ def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str, su
     with ZipWriter(out) as zw:
         entries.append(zw.add_bytes("DICOMDIR", dicomdir_bytes(layout, fileset_id),
                                     method=entry_method("1.2.840.10008.1.2.1", method)))
+        if layout.descriptor:
+            entries.append(zw.add_file("/".join(DESCRIPTOR_FILE_ID), layout.descriptor))
         for n, leaf in enumerate(layout.leaves, 1):
             with open_instance(leaf.source) as src:
                 info = zw.add_stream("/".join(leaf.file_id), src,

@@ -158,3 +158,24 @@ def test_ls_json_tree(packed_example):
     ct = listing["patients"][0]["studies"][0]["series"][0]
     assert ct["modality"] == "CT" and ct["instances"] == 10
     assert len(ct["transfer_syntaxes"]) == 4   # explicit, implicit, big endian, deflated kept as they were
+
+
+def test_gdcm_reads_the_dicomdir(packed_example):
+    gdcmdump = require_tool("gdcmdump")
+    proc = subprocess.run([gdcmdump, str(packed_example / "DICOMDIR")], capture_output=True, encoding="latin-1")
+    assert proc.returncode == 0, proc.stderr
+    assert "(0004,1220)" in proc.stdout and "(0004,1500)" in proc.stdout
+    assert "error" not in proc.stderr.lower()
+
+
+def test_fileset_descriptor(example_corpus, tmp_path):
+    src, _ = example_corpus
+    readme = tmp_path / "readme.txt"
+    readme.write_text("Imaging for the referral of 2026-11-23.\n")
+    out = tmp_path / "fs"
+    run_cli("pack", src, "-o", out, "--fileset-descriptor", readme, "-q", check=True)
+    assert (out / "README").read_bytes() == readme.read_bytes()
+    ds = pydicom.dcmread(out / "DICOMDIR")
+    assert ds.FileSetDescriptorFileID == "README"
+    assert dciodvfy_errors(out / "DICOMDIR") == []
+    assert json.loads(run_cli("check", out, "--json").stdout)["ok"]
