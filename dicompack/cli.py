@@ -107,6 +107,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
          no_verify: bool = typer.Option(False, "--no-verify", help="Skip decoding each lossless frame again to compare (about 40% faster)."),
          force_lossy: bool = typer.Option(False, "--force-lossy", help="Allow lossy compression of already lossy images."),
+         transcode: bool = typer.Option(False, "--transcode", help="With --j2k: also re-encode lossless-compressed sources (RLE; JPEG/JPEG-LS lossless when a decoder is installed)."),
          deidentify: bool = typer.Option(False, "--deidentify", help="Apply the PS3.15 E.1 Basic Application Level Confidentiality Profile."),
          deid_key_file: Optional[Path] = typer.Option(None, "--deid-key-file", help="Secret for stable pseudonyms/UIDs/date shifts (default: random per run)."),
          patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Pseudonym Patient ID (default: derived from the key)."),
@@ -136,7 +137,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy),
+            aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
             deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,
                                retain_institution_identity=retain_institution_identity,
@@ -248,13 +249,15 @@ def _deid_options(enabled: bool, key_file: Optional[Path], **kwargs):
     return DeidOptions(key=key, **kwargs)
 
 
-def _j2k_options(text: Optional[str], no_verify: bool, force: bool):
+def _j2k_options(text: Optional[str], no_verify: bool, force: bool, transcode: bool):
     if text is None:
+        if transcode:
+            raise UsageError("--transcode goes with --j2k")
         return None
     from dataclasses import replace
 
     from .j2k import parse_j2k_option
-    return replace(parse_j2k_option(text), verify=not no_verify, force=force)
+    return replace(parse_j2k_option(text), verify=not no_verify, force=force, transcode=transcode)
 
 
 def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> bytes | None:

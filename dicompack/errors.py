@@ -15,6 +15,8 @@ class DicompackError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, *, where: str | None = None):
+        # Always one line: messages may quote multi-line text from libraries.
+        message = " ".join(str(message).split())
         super().__init__(message)
         self.message = message
         self.where = where

@@ -29,6 +29,9 @@ LOSSLESS_TS = "1.2.840.10008.1.2.4.90"
 LOSSY_TS = "1.2.840.10008.1.2.4.91"
 NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
           "1.2.840.10008.1.2.2": (">", True)}
+# Lossless encapsulated syntaxes --transcode re-encodes (decoded frame by frame).
+LOSSLESS_SOURCES = {"1.2.840.10008.1.2.5": "RLE Lossless", "1.2.840.10008.1.2.4.57": "JPEG Lossless",
+                    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1", "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless"}
 _OPENJPEG_COLOUR = {"RGB": 1, "YBR_FULL": 3, "MONOCHROME1": 2, "MONOCHROME2": 2, "PALETTE COLOR": 2}
 
 
@@ -81,7 +84,12 @@ def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
     if "Rows" not in header or "Columns" not in header or "BitsAllocated" not in header:
         return "no image pixel module"
     if source_ts not in NATIVE:
-        return "already compressed (kept as it is; --transcode of compressed sources is not supported)"
+        if source_ts not in LOSSLESS_SOURCES:
+            return "already compressed (lossy or JPEG 2000): kept as it is"
+        if not options.transcode:
+            return f"already compressed ({LOSSLESS_SOURCES[source_ts]}): kept as it is (--transcode re-encodes it)"
+        if not _decoder_available(source_ts):
+            return f"no decoder installed for {LOSSLESS_SOURCES[source_ts]}: kept as it is"
     if header.BitsAllocated not in (8, 16):
         return f"Bits Allocated {header.BitsAllocated} is not supported by the J2K stage"
     if header.get("SamplesPerPixel", 1) not in (1, 3):
@@ -94,6 +102,34 @@ def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
     if options.lossy and str(header.get("LossyImageCompression", "00")) == "01" and not options.force:
         raise CompressionError("refusing lossy compression of an already lossy image (use --force)")
     return None
+
+
+def _decoder_available(ts: str) -> bool:
+    from pydicom.pixels import get_decoder
+    try:
+        return get_decoder(ts).is_available
+    except (NotImplementedError, ValueError):
+        return False
+
+
+def _compressed_frames(src: BinaryIO, header, where: str):
+    """Frames of a lossless-compressed source, decoded one at a time, with
+    stored values (no colour conversion), masked to Bits Stored."""
+    from pydicom.pixels import iter_pixels
+    src.seek(0)
+    signed = int(header.get("PixelRepresentation", 0)) == 1
+    bits_stored = int(header.get("BitsStored", header.BitsAllocated))
+    frames = iter_pixels(src, raw=True)
+    n = 0
+    while True:
+        n += 1
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as exc:   # decoders raise assorted types on damaged data
+            raise CompressionError(f"cannot decode the compressed source: {exc}", where=f"{where} frame {n}") from None
+        yield _mask(np.ascontiguousarray(frame), bits_stored, signed)
 
 
 def _frame_geometry(header) -> tuple[int, int, int, int, int]:
@@ -169,11 +205,8 @@ def encode_pixel_data(src: BinaryIO, pixel_offset: int, header, source_ts: str, 
     """Write the encapsulated Pixel Data element (Explicit VR LE) to ``out``
     (seekable: the Basic Offset Table is patched at the end) and update
     ``header``'s image attributes.  Raises CompressionError on any problem."""
-    order = NATIVE[source_ts][0]
     rows, cols, spp, frames, nbytes = _frame_geometry(header)
-    value_offset, length = _pixel_value_offset(src, pixel_offset, source_ts, where)
-    if length < frames * nbytes:
-        raise CompressionError(f"Pixel Data holds {length} bytes, {frames} frames need {frames * nbytes}", where=where)
+    source = _source_frames(src, pixel_offset, header, source_ts, frames, nbytes, where)
     bits_stored = int(header.get("BitsStored", header.BitsAllocated))
     start = out.tell()
     out.write(struct.pack("<HH", 0x7FE0, 0x0010) + b"OB\x00\x00" + struct.pack("<I", 0xFFFFFFFF))
@@ -182,7 +215,9 @@ def encode_pixel_data(src: BinaryIO, pixel_offset: int, header, source_ts: str, 
     first_fragment = out.tell()
     for n in range(frames):
         frame_where = f"{where} frame {n + 1}"
-        frame = _read_frame(src, value_offset + n * nbytes, nbytes, header, order, frame_where)
+        frame = next(source, None)
+        if frame is None:
+            raise CompressionError("fewer frames than Number of Frames", where=frame_where)
         codestream, psnr = _encode_frame(frame, header, options, bits_stored, frame_where)
         worst_psnr = min(worst_psnr, psnr)
         if len(codestream) % 2:
@@ -198,6 +233,20 @@ def encode_pixel_data(src: BinaryIO, pixel_offset: int, header, source_ts: str, 
     out.write(struct.pack(f"<{frames}I", *offsets))
     out.seek(end)
     return _update_header(header, options, frames, frames * nbytes, encoded_total, worst_psnr)
+
+
+def _source_frames(src: BinaryIO, pixel_offset: int, header, source_ts: str, frames: int, nbytes: int,
+                   where: str):
+    """The source frames, one at a time, native or decoded."""
+    if source_ts not in NATIVE:
+        yield from _compressed_frames(src, header, where)
+        return
+    order = NATIVE[source_ts][0]
+    value_offset, length = _pixel_value_offset(src, pixel_offset, source_ts, where)
+    if length < frames * nbytes:
+        raise CompressionError(f"Pixel Data holds {length} bytes, {frames} frames need {frames * nbytes}", where=where)
+    for n in range(frames):
+        yield _read_frame(src, value_offset + n * nbytes, nbytes, header, order, f"{where} frame {n + 1}")
 
 
 def _encode_frame(frame: np.ndarray, header, options: J2KOptions, bits_stored: int,

@@ -151,3 +151,64 @@ def test_lossy_on_lossy_refused(tmp_path):
 def test_bad_option():
     proc = run_cli("pack", ".", "-o", "/tmp/never-written", "--j2k", "ratio:abc")
     assert proc.returncode == 2 and b"--j2k" in proc.stderr
+
+
+def _rle_source(path: Path, frames: int = 3) -> Path:
+    from pydicom.uid import RLELossless
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.9", frames=frames,
+                                 rows=48, columns=40)
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    synthetic.write_file(ds, path)
+    return path
+
+
+def test_transcode_rle_losslessly(tmp_path):
+    src = _rle_source(tmp_path / "src" / "rle.dcm")
+    out = tmp_path / "out"
+    kept = json.loads(run_cli("pack", src.parent, "-o", tmp_path / "kept", "--j2k", "lossless", "--json",
+                              check=True).stdout)
+    assert kept["stages"]["j2k"]["encoded_instances"] == 0 and "--transcode" in str(kept["stages"]["j2k"]["kept"])
+    report = json.loads(run_cli("pack", src.parent, "-o", out, "--j2k", "lossless", "--transcode", "--json",
+                                check=True).stdout)
+    assert report["stages"]["j2k"]["encoded_instances"] == 1
+    ours = pydicom.dcmread(next(out.rglob("IM*")))
+    assert ours.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    assert np.array_equal(ours.pixel_array, pydicom.dcmread(src).pixel_array)
+
+
+def test_corrupt_compressed_frame_is_named(tmp_path):
+    src = _rle_source(tmp_path / "src" / "rle.dcm")
+    ds = pydicom.dcmread(src)
+    from pydicom.encaps import encapsulate, generate_frames
+    frames = list(generate_frames(ds.PixelData, number_of_frames=3))
+    frames[1] = frames[1][:64] + b"\x7f" * 8          # a damaged RLE segment in frame 2
+    ds.PixelData = encapsulate(frames)
+    ds.save_as(src, enforce_file_format=True)
+    proc = run_cli("pack", src.parent, "-o", tmp_path / "out", "--j2k", "lossless", "--transcode")
+    assert proc.returncode == 11, proc.stderr
+    line = proc.stderr.decode().strip()
+    assert "rle.dcm frame 2" in line and len(line.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_big_multiframe_encodes_frame_by_frame(tmp_path):
+    """A 48 MB instance: traced memory stays near one frame, not the instance."""
+    import io
+    import tracemalloc
+
+    from dicompack.j2k import J2KOptions, encode_pixel_data
+    from dicompack.scan import scan_file
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.7", frames=96,
+                                 rows=512, columns=512)
+    path = synthetic.write_file(ds, tmp_path / "big.dcm")
+    del ds
+    scan = scan_file(str(path))
+    header = pydicom.dcmread(path, stop_before_pixels=True)
+    tracemalloc.start()
+    with open(path, "rb") as src, open(tmp_path / "out.bin", "w+b") as out:
+        result = encode_pixel_data(src, scan.pixel_offset, header, scan.transfer_syntax, J2KOptions("lossless"),
+                                   out, where="big.dcm")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.frames == 96 and result.source_bytes == 96 * 512 * 512 * 2
+    assert peak < 8 << 20, f"peak {peak >> 20} MB for a {result.source_bytes >> 20} MB instance"
