@@ -10,7 +10,7 @@ The public API (the CLI is a thin shell over exactly these calls)::
 __version__ = "0.1.0"
 
 from .api import (PackOptions, ReceiveOptions, build_dicomdir, check,  # noqa: E402
-                  list_fileset, pack, unpack, verify)
+                  list_fileset, pack, reidentify, unpack, verify)
 from .errors import (CancelledError, CompressionError, DecryptionError,  # noqa: E402
                      DeidentificationError, DicompackError, DuplicateInstanceError,
                      InvalidInputError, KeyMaterialError, OutputExistsError,
@@ -19,7 +19,7 @@ from .errors import (CancelledError, CompressionError, DecryptionError,  # noqa:
 from .report import (CheckReport, DicomdirReport, ListReport, PackReport,  # noqa: E402
                      ProgressEvent, UnpackReport, VerifyReport)
 
-__all__ = ["pack", "verify", "unpack", "check", "list_fileset", "build_dicomdir", "PackOptions",
+__all__ = ["pack", "verify", "unpack", "check", "reidentify", "list_fileset", "build_dicomdir", "PackOptions",
            "ReceiveOptions", "ProgressEvent", "PackReport", "VerifyReport", "UnpackReport",
            "CheckReport", "ListReport", "DicomdirReport", "DicompackError", "UsageError",
            "OutputExistsError", "InvalidInputError", "DuplicateInstanceError", "PackageInvalidError",

@@ -41,6 +41,7 @@ class PackOptions:
     legacy: bool = False             # allow SHA-1 signatures (3DES is never written)
     j2k: object = None               # j2k.J2KOptions: recompress native Pixel Data to JPEG 2000
     deid: object = None              # deid.DeidOptions: de-identify every instance (PS3.15 E)
+    reid_recipients: tuple = ()      # certificates that may re-identify (Encrypted Attributes Sequence)
     descriptor: Path | None = None   # File-set Descriptor file (text), stored as README
     skip_invalid: bool = False
     force: bool = False
@@ -115,7 +116,11 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     staging folder, in parallel; return the scans of the staged files."""
     from . import transform as tf
     stage = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-stage-"))
-    spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid)
+    if options.reid_recipients and options.deid is None:
+        raise UsageError("--reid-recipient goes with --deidentify")
+    from cryptography.hazmat.primitives.serialization import Encoding
+    reid_pem = tuple(c.public_bytes(Encoding.PEM) for c in options.reid_recipients)
+    spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem)
     jobs = options.jobs or os.cpu_count() or 1
     with ExitStack() as pools:
         run = map
@@ -124,7 +129,7 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             run = pools.enter_context(process_pool(jobs)).map
         if options.j2k is not None and options.j2k.lossy:
             lossy = [s.sop_instance for s, yes in zip(scans, run(tf.lossy_candidate, scans, [spec] * len(scans))) if yes]
-            spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid,
+            spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem,
                                     lossy_uids=tuple((_after_deid(u, options), tf.lossy_uid(_after_deid(u, options)))
                                                      for u in lossy))
         outcomes = []
@@ -142,7 +147,8 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             actions.update(o.actions)
         report.stages["deid"] = {"profile": "PS3.15 E.1 Basic Application Level Confidentiality Profile",
                                  "table": table()["source"], "options": options.deid.enabled_columns(),
-                                 "instances": len(outcomes), "actions": dict(actions)}
+                                 "instances": len(outcomes), "actions": dict(actions),
+                                 "reidentifiable_by": len(options.reid_recipients)}
     return [o.scan for o in outcomes]
 
 
@@ -675,3 +681,31 @@ def _rebuild(roots: list[Path], dest: Path, label: str, force: bool, options: Re
                                             progress=options.progress))
     return UnpackReport(path=label, output=str(dest), files=packed.instances, rebuilt=True,
                         verify={"pack": packed.to_dict()})
+
+
+@storage_errors
+def reidentify(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool = False) -> PackReport:
+    """Restore the original values sealed by ``--reid-recipient`` in every
+    instance of a package or File-set, and pack the result at ``dest``."""
+    from pydicom import dcmread
+
+    from .deid.reid import restore
+    with ExitStack() as stack:
+        path = _as_path(src, stack)
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-reid-")))
+        from . import receive
+        if receive.sniff(path) == "fileset":
+            root = path if path.is_dir() else path.parent
+        else:
+            root = work / "unpacked"
+            unpack(path, root, options)
+        staged = work / "restored"
+        staged.mkdir()
+        scans = [s for s in scan_files(iter_source_files([root]), jobs=options.jobs) if s.status == "dicom"]
+        if not scans:
+            raise InvalidInputError("no DICOM instances to re-identify", where=str(src))
+        for n, scan in enumerate(scans):
+            ds = dcmread(scan.path)
+            restore(ds, key=options.key, cert=options.cert, password=options.password, where=scan.path)
+            ds.save_as(staged / f"{n:08d}", enforce_file_format=True)
+        return pack([staged], dest, PackOptions(force=force, jobs=options.jobs, progress=options.progress))

@@ -120,6 +120,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          date_shift_days: Optional[int] = typer.Option(None, "--date-shift-days", help="Shift for --retain-dates modified (default: per patient from the key)."),
          clean_descriptors: bool = typer.Option(False, "--clean-descriptors", help="Clean Descriptors Option."),
          clean_structured_content: bool = typer.Option(False, "--clean-structured-content", help="Clean Structured Content Option."),
+         reid_recipient: List[Path] = typer.Option([], "--reid-recipient", help="Certificate that may re-identify: originals go encrypted into each instance's Encrypted Attributes Sequence."),
          burned_in: str = typer.Option("reject", "--burned-in", help="reject | keep instances that may show identity in pixels."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
@@ -137,7 +138,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy, j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
+            aead=aead, legacy=legacy, reid_recipients=tuple(c for p in reid_recipient for c in _certs(p)), j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
             deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,
                                retain_institution_identity=retain_institution_identity,
@@ -230,6 +231,11 @@ def parse_size(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise UsageError(f"not a size: {text!r} (e.g. 650M, 4.7G)")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _certs(path: Path) -> list:
+    from . import keys
+    return keys.load_certificates(path)
 
 
 def _deid_options(enabled: bool, key_file: Optional[Path], **kwargs):
@@ -381,6 +387,26 @@ def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure packag
                             force=force, rebuild=rebuild)
     _emit(report, as_json, f"{report.output}: {report.files} files restored"
           + (" (rebuilt as a conformant File-set)" if report.rebuilt else " (verified)"))
+
+
+@app.command()
+def reidentify(package: Path = typer.Argument(..., help="De-identified package (ZIP, secure) or File-set folder."),
+               output: Path = typer.Option(..., "-o", "--output", help="Destination (folder, .zip)."),
+               key: Optional[Path] = _KEY_OPTIONS["key"], cert: Optional[Path] = _KEY_OPTIONS["cert"],
+               p12: Optional[Path] = _KEY_OPTIONS["p12"],
+               key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
+               password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
+               password_prompt: bool = _KEY_OPTIONS["password_prompt"],
+               trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+               force: bool = typer.Option(False, "--force"),
+               as_json: bool = typer.Option(False, "--json"),
+               jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
+    """Restore the original values sealed with --reid-recipient (needs the recipient's key)."""
+    with _errors(as_json):
+        options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
+                                   trust, allow_unsigned, jobs)
+        report = api.reidentify(package, output, options, force=force)
+    _emit(report, as_json, _pack_text(report))
 
 
 def main() -> None:

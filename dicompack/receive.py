@@ -73,6 +73,7 @@ def staged_zip(src, parent: Path, *, limits: ZipLimits = ZipLimits(), progress: 
     (folder, ZipCheck); remove the staging folder afterwards, always."""
     sweep_stale(parent)
     staging = Path(tempfile.mkdtemp(prefix=temp_prefix("stage"), dir=parent))
+    reader = None
     try:
         reader = ZipReader(src, limits=limits)
         result = ZipCheck(entries=len(reader.entries()))
@@ -80,6 +81,8 @@ def staged_zip(src, parent: Path, *, limits: ZipLimits = ZipLimits(), progress: 
         result.digests = extract_atomically(reader, root, on_bytes=None)
         yield root, result, reader
     finally:
+        if reader is not None:
+            reader.close()
         shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -112,6 +112,11 @@ def walk_all(roots: list[Record]):
 
 # ------------------------------------------------------------ from scans
 
+# Values for empty Type 1 keys no specific rule covers (e.g. a Presentation
+# Creation Date that de-identification emptied): valid, and obviously invented.
+_TYPE1_DEFAULTS = {b"DA": "19000101", b"TM": "000000", b"DT": "19000101000000", b"CS": "UNKNOWN"}
+
+
 @dataclass
 class Invented:
     """A Type 1 key the input left empty, and what we put there."""
@@ -135,9 +140,10 @@ def make_record(record_type: str, scan, *, invent: dict[int, str],
         if key.tag == SPECIFIC_CHARACTER_SET:
             continue
         encoded = _key_element(key, scan)
-        if encoded is None and key.type == "1" and key.tag in invent:
-            encoded = encode_element(key.tag, key.vr, invent[key.tag].encode())
-            notes.append(Invented(record_type, key.keyword, invent[key.tag]))
+        value = invent.get(key.tag) or _TYPE1_DEFAULTS.get(key.vr)
+        if encoded is None and key.type == "1" and value:
+            encoded = encode_element(key.tag, key.vr, value.encode())
+            notes.append(Invented(record_type, key.keyword, value))
         if encoded is None and key.type in ("1", "2"):
             encoded = encode_element(key.tag, key.vr, b"")
         if encoded is not None:

@@ -28,6 +28,7 @@ class TransformSpec:
     deid: object = None            # deid.DeidOptions
     j2k: object = None             # j2k.J2KOptions
     lossy_uids: tuple = ()         # (post-deid SOP Instance UID, new UID) pairs
+    reid_pem: tuple = ()           # PEM certificates of re-identification recipients
 
 
 @dataclass
@@ -134,9 +135,7 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
             out.scan, out.note = scan, reason + ": kept as it is"
             return
     else:
-        from .deid import Deidentifier
-        result = Deidentifier(spec.deid).apply(ds, where=scan.path)
-        out.actions = dict(result.actions)
+        _deidentify(ds, scan, spec, out)
     ts = scan.transfer_syntax
     staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
     pixel_part = None
@@ -169,16 +168,28 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
         raise CompressionError(f"transformed file is not valid: {out.scan.reason}", where=scan.path)
 
 
+def _deidentify(ds, scan: ScanResult, spec: TransformSpec, out: Outcome) -> None:
+    """De-identify ``ds``; with re-identification recipients, seal the
+    original values into its Encrypted Attributes Sequence."""
+    from .deid import Deidentifier
+    result = Deidentifier(spec.deid).apply(ds, where=scan.path, keep_originals=bool(spec.reid_pem))
+    out.actions = dict(result.actions)
+    if spec.reid_pem:
+        from cryptography import x509
+
+        from .container.cms import CertRecipient
+        from .deid.reid import seal
+        recipients = [CertRecipient(x509.load_pem_x509_certificate(pem)) for pem in spec.reid_pem]
+        seal(ds, result.originals, result.added, recipients)
+
+
 def _deidentify_whole(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome) -> None:
     """Deflated data sets are read whole (they are small) and written back
     deflated after de-identification."""
     from pydicom import dcmread
-
-    from .deid import Deidentifier
     ds = dcmread(scan.path)
-    result = Deidentifier(spec.deid).apply(ds, where=scan.path)
+    _deidentify(ds, scan, spec, out)
     _remap_uids(ds, dict(spec.lossy_uids))
-    out.actions = dict(result.actions)
     staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(staged, enforce_file_format=True)

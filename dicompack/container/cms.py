@@ -19,6 +19,7 @@ id-signedData (or id-digestedData) and the plaintext is the bare structure.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -514,3 +515,48 @@ def _verify_signer(inner: _Inner, digests: dict, report: SecureReport, trust, no
     report.signature_algorithm = label
     report.chain = [c.subject.rfc4514_string() for c in path]
     return report
+
+
+# ====================================================================== small blobs
+
+def envelope_bytes(data: bytes, recipients: list) -> bytes:
+    """A DER EnvelopedData of ``data`` (content type id-data), for small
+    payloads such as the Encrypted Attributes Sequence (PS3.3 C.12.1.1.4.1)."""
+    cek = os.urandom(32)
+    rinfos, _ = _recipient_infos(recipients, cek)
+    enc = C.ContentEncryptor("aes256_cbc", cek)
+    ciphertext = enc.update(data) + enc.finalize()
+    version = 3 if any(ri.name == "pwri" for ri in rinfos) else (
+        0 if all(ri.name == "ktri" for ri in rinfos) else 2)
+    body = (_int(version) + A.RecipientInfos(rinfos).dump()
+            + _tlv(0x30, _oid(A.OID_DATA) + enc.params.dump() + _tlv(0x80, ciphertext)))
+    return _tlv(0x30, _oid(A.OID_ENVELOPED_DATA) + _tlv(0xA0, _tlv(0x30, body)))
+
+
+def _tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + der_length(len(content)) + content
+
+
+def open_envelope_bytes(blob: bytes, *, key=None, cert=None, password: bytes | None = None) -> bytes:
+    """The plaintext of a small EnvelopedData made by ``envelope_bytes`` (or
+    any CMS EnvelopedData with id-data content)."""
+    outer = Reader(io.BytesIO(blob))
+    try:
+        outer.expect(0, 16, "ContentInfo SEQUENCE", constructed=True)
+        if outer.oid() != A.OID_ENVELOPED_DATA:
+            raise PackageInvalidError("not an EnvelopedData", where="Encrypted Content")
+        outer.expect(2, 0, "[0] content", constructed=True)
+        outer.expect(0, 16, "EnvelopedData SEQUENCE", constructed=True)
+        outer.integer()
+        rinfos = A.RecipientInfos.load(outer.element())
+        cek, _ = C.recover_cek(rinfos, key=key, cert=cert, password=password)
+        outer.expect(0, 16, "EncryptedContentInfo", constructed=True)
+        outer.oid()
+        dec = C.ContentDecryptor(A.EncryptionAlgorithm.load(outer.element()), cek, "Encrypted Content")
+        body = outer.header()
+        plain = b"".join(dec.update(piece) for piece in outer.octets(body, 1 << 20))
+        return plain + dec.finalize()
+    except BerError as exc:
+        raise _ber("Encrypted Content", exc, inner=False) from None
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise PackageInvalidError(f"malformed EnvelopedData ({type(exc).__name__})", where="Encrypted Content") from None

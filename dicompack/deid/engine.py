@@ -8,6 +8,7 @@ in every run with the same key.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import hmac
@@ -36,7 +37,8 @@ _FREE_TEXT = {"LT", "ST", "UT", "UC"}
 @dataclass
 class DeidResult:
     actions: Counter = field(default_factory=Counter)
-    originals: Dataset = field(default_factory=Dataset)   # reserved for re-identification
+    originals: Dataset = field(default_factory=Dataset)   # original top-level elements changed or removed
+    added: list = field(default_factory=list)             # tags de-identification added
 
 
 def _well_known(uid: str) -> bool:
@@ -87,9 +89,10 @@ class Deidentifier:
                 where=where)
 
     # ------------------------------------------------------------ apply
-    def apply(self, ds: Dataset, *, where: str) -> DeidResult:
+    def apply(self, ds: Dataset, *, where: str, keep_originals: bool = False) -> DeidResult:
         self.check_burned_in(ds, where)
         result = DeidResult()
+        before = copy.deepcopy(ds) if keep_originals else None
         original_id = str(ds.get("PatientID", ""))
         tokens = self._phi_tokens(ds)
         context = {"shift": self.date_shift(original_id), "tokens": tokens, "result": result}
@@ -98,6 +101,8 @@ class Deidentifier:
         ds.PatientID, ds.PatientName = new_id, new_name
         result.actions["pseudonym"] += 1
         self._mark(ds)
+        if before is not None:
+            _record_originals(before, ds, result)
         if hasattr(ds, "file_meta"):
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             for tag in (0x00020016, 0x00020017, 0x00020018):   # AE titles may name a site
@@ -215,6 +220,15 @@ class Deidentifier:
         ds.DeidentificationMethodCodeSequence = Sequence(codes)
         ds.LongitudinalTemporalInformationModified = {
             None: "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.retain_dates]
+
+
+def _record_originals(before: Dataset, after: Dataset, result: DeidResult) -> None:
+    """Top-level elements that changed (whole sequences when anything inside
+    changed) or were removed, and the tags that were added."""
+    for elem in before:
+        if elem.tag not in after or after[elem.tag] != elem:
+            result.originals.add(elem)
+    result.added = [int(elem.tag) for elem in after if elem.tag not in before]
 
 
 def _shift(value, vr: str, days: int):
