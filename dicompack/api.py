@@ -43,6 +43,7 @@ class PackOptions:
     deid: object = None              # deid.DeidOptions: de-identify every instance (PS3.15 E)
     reid_recipients: tuple = ()      # certificates that may re-identify (Encrypted Attributes Sequence)
     descriptor: Path | None = None   # File-set Descriptor file (text), stored as README
+    per_file: bool = False           # folder output of Secure DICOM Files (PS3.10 7.4), DICOMDIR included
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -197,8 +198,10 @@ def _source_paths(sources, stack: ExitStack) -> list:
 def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: PackOptions,
           progress: Progress) -> None:
     _summarize(report, layout)
-    if fmt == "secure" and not options.recipients:
+    if (fmt == "secure" or options.per_file) and not options.recipients:
         raise UsageError("a secure package needs --recipient CERT and/or --password-file")
+    if options.per_file and fmt != "dir":
+        raise UsageError("--per-file writes a folder of Secure DICOM Files: give a folder destination")
     if fmt == "dir" and stream:
         raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
     volumes = [layout]
@@ -232,6 +235,11 @@ def _emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, optio
         written = pkg.write_folder(tmp, layout, options.fileset_id, progress)
         if volume[1] > 1:
             written += pkg.write_folder_manifest(tmp, package_uid=package_uid, summary=summary, volume=volume)
+        if options.per_file:
+            report.stages["cms"] = pkg.secure_files_in_place(tmp, recipients=list(options.recipients),
+                                                             signer=options.signer, aead=options.aead,
+                                                             legacy=options.legacy, progress=progress)
+            written = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         return written
     kwargs = dict(fileset_id=options.fileset_id, method=options.zip_method, summary=summary,
                   package_uid=package_uid, volume=volume)
@@ -581,9 +589,13 @@ def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
         kind = receive.sniff(path)
         label = "<stream>" if pkg.is_stream(src) else str(src)
         if kind == "fileset":
+            secure = {}
+            if pkg.is_secure_fileset(path if path.is_dir() else path.parent):
+                path, secure = _open_secure_fileset(path, options, stack)
             checked = check(path, jobs=options.jobs)
-            return VerifyReport(path=label, kind="fileset", fileset_id=checked.fileset_id,
-                                records=checked.records, files=checked.files, findings=checked.findings)
+            return VerifyReport(path=label, kind="secure-fileset" if secure else "fileset",
+                                fileset_id=checked.fileset_id, records=checked.records, files=checked.files,
+                                findings=checked.findings, secure=secure)
         zip_path, secure = _open_package(path, label, options, stack, progress)
         parent = Path(tempfile_dir())
         with receive.staged_zip(zip_path, parent, limits=_limits(options)) as (root, result, reader):
@@ -626,7 +638,10 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
             path = _as_path(one, stack)
             label = "<stream>" if pkg.is_stream(one) else str(one)
             if receive.sniff(path) == "fileset":
-                raise UsageError("unpack takes a ZIP or secure package", where=label)
+                if not (path.is_dir() and pkg.is_secure_fileset(path)):
+                    raise UsageError("unpack takes a ZIP, a secure package or a folder of Secure DICOM Files",
+                                     where=label)
+                return _unpack_secure_fileset(path, dest, label, options, stack, parent)
             # Secure packages are decrypted and verified (signature, chain)
             # into a private spool first: no byte reaches the target before.
             zip_path, secure = _open_package(path, label, options, stack, progress)
@@ -653,6 +668,32 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
         progress("restore", 1, 1)
         return UnpackReport(path=verified.path, output=str(dest), files=verified.files,
                             verify=verified.to_dict())
+
+
+def _open_secure_fileset(root: Path, options: ReceiveOptions, stack: ExitStack,
+                         parent: Path | None = None) -> tuple[Path, dict]:
+    """Decrypt and verify every Secure DICOM File into a private folder."""
+    if options.key is None and options.password is None:
+        raise UsageError("Secure DICOM Files: give --key/--cert, --p12 or --password-file", where=str(root))
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-", dir=parent)))
+    out = work / "fileset"
+    secure = pkg.open_secure_fileset(root, out, key=options.key, cert=options.cert, password=options.password,
+                                     trust=list(options.trust), allow_unsigned=options.allow_unsigned)
+    return out, secure
+
+
+def _unpack_secure_fileset(root: Path, dest: Path, label: str, options: ReceiveOptions, stack: ExitStack,
+                           parent: Path) -> UnpackReport:
+    from . import receive
+    plain, secure = _open_secure_fileset(root, options, stack, parent)
+    checked = check(plain, jobs=options.jobs)
+    report = VerifyReport(path=label, kind="secure-fileset", fileset_id=checked.fileset_id,
+                          records=checked.records, files=checked.files, findings=checked.findings, secure=secure)
+    errors = [f for f in report.findings if f["severity"] == "error"]
+    if errors:
+        raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)
+    receive.restore(plain, dest)
+    return UnpackReport(path=label, output=str(dest), files=checked.files, verify=report.to_dict())
 
 
 def _check_volume_set(reports: list[VerifyReport]) -> None:

@@ -102,6 +102,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          key_password_file: Optional[Path] = typer.Option(None, "--key-password-file", help="Password of the signer key or PKCS#12 bundle."),
          sign_pss: bool = typer.Option(False, "--sign-pss", help="RSA-PSS signatures (default PKCS#1 v1.5)."),
          digest: str = typer.Option("sha256", "--digest", help="sha256 | sha384 | sha512 (sha1 only with --legacy)."),
+         per_file: bool = typer.Option(False, "--per-file", help="Folder of Secure DICOM Files (PS3.10 7.4): every file, DICOMDIR included, encrypted (and signed) on its own."),
          aead: bool = typer.Option(False, "--aead", help="AES-256-GCM AuthEnvelopedData (outside the PS3.15 D.1 profile)."),
          legacy: bool = typer.Option(False, "--legacy", help="Allow SHA-1 signatures for old peers."),
          j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
@@ -138,7 +139,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy, reid_recipients=tuple(c for p in reid_recipient for c in _certs(p)), j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
+            aead=aead, legacy=legacy, per_file=per_file, reid_recipients=tuple(c for p in reid_recipient for c in _certs(p)), j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
             deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,
                                retain_institution_identity=retain_institution_identity,

@@ -172,3 +172,60 @@ def write_secure(out: BinaryIO, layout: Layout, *, recipients: list, signer, aea
         # The CMS writer saw a short ZIP; the caller discards the output.
         raise failure[0]
     return info, entries
+
+
+def secure_files_in_place(root: Path, *, recipients: list, signer, aead: bool, legacy: bool,
+                          progress: Progress) -> dict:
+    """PS3.10 7.4 / PS3.11 STD-GEN-SEC-*: every DICOM File of the File-set,
+    the DICOMDIR included, becomes a Secure DICOM File (a CMS envelope around
+    the whole file) under its own File ID."""
+    from .container.cms import write_secure_package
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README")
+    info = None
+    for n, path in enumerate(files, 1):
+        sealed = path.with_name(path.name + ".sealing")
+        with open(path, "rb") as src, open(sealed, "wb") as out:
+            info = write_secure_package(src, out, recipients=recipients, signer=signer, aead=aead, legacy=legacy)
+        os.replace(sealed, path)
+        if n % 32 == 0 or n == len(files):
+            progress("encrypt", n, len(files))
+    return {"secure_files": len(files), "content_encryption": info.content_encryption if info else None,
+            "signed": bool(info and info.signed), "profile": "Secure DICOM Files (PS3.10 7.4), STD-GEN-SEC"}
+
+
+def is_secure_fileset(root: Path) -> bool:
+    dicomdir = Path(root) / "DICOMDIR"
+    if not dicomdir.is_file():
+        return False
+    with open(dicomdir, "rb") as f:
+        return f.read(1) == b"\x30"
+
+
+def open_secure_fileset(root: Path, out: Path, *, key, cert, password, trust, allow_unsigned: bool) -> dict:
+    """Decrypt and verify every Secure DICOM File of ``root`` into ``out``
+    (a private folder); files that are not CMS (a README) are copied."""
+    import shutil
+
+    from .container.cms import open_secure_package
+    reports = []
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        dest = out / path.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb") as src:
+            secure = src.read(1) == b"\x30"
+            src.seek(0)
+            if not secure:
+                with open(dest, "wb") as f:
+                    shutil.copyfileobj(src, f)
+                continue
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    reports.append(open_secure_package(src, f, key=key, cert=cert, password=password, trust=trust,
+                                                       allow_unsigned=allow_unsigned))
+                except Exception as err:
+                    if hasattr(err, "where"):
+                        err.where = f"{path.relative_to(root)}: {err.where}" if err.where else str(path.relative_to(root))
+                    raise
+    first = reports[0].to_dict() if reports else {}
+    return first | {"secure_files": len(reports)}

@@ -327,3 +327,29 @@ def test_encrypted_key_and_pkcs12(pki, example_corpus, tmp_path):
     (tmp_path / "bad.txt").write_text("nope\n")
     proc = run_cli("verify", out, "--p12", tmp_path / "recip.p12", "--key-password-file", tmp_path / "bad.txt")
     assert proc.returncode == 2 and b"key password" not in proc.stderr and b"nope" not in proc.stderr
+
+
+def test_per_file_secure_dicom_files(pki, example_corpus, tmp_path):
+    """PS3.10 7.4: every file, DICOMDIR included, is its own CMS envelope."""
+    src, info = example_corpus
+    out = tmp_path / "secure-cd"
+    run_cli("pack", src, "-o", out, "--per-file", "--recipient", pki / "recip.pem", "--sign-key",
+            pki / "signer.key", "--sign-cert", pki / "signer.pem", "-q", check=True)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) == len(info["instances"]) + 1 and all(p.read_bytes()[:1] == b"\x30" for p in files)
+    one = next(out.rglob("IM000001"))
+    inner = _openssl("cms", "-decrypt", "-inform", "DER", "-in", one, "-recip", pki / "recip.pem",
+                     "-inkey", pki / "recip.key", "-binary")
+    assert _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner)[128:132] == b"DICM"
+    proc = run_cli("verify", out, *_recip_args(pki), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "secure-fileset"
+    restored = tmp_path / "restored"
+    run_cli("unpack", out, "-o", restored, *_recip_args(pki), check=True)
+    assert json.loads(run_cli("check", restored, "--json").stdout)["ok"]
+    bad = bytearray(one.read_bytes())
+    bad[len(bad) // 2] ^= 1
+    one.write_bytes(bytes(bad))
+    proc = run_cli("unpack", out, "-o", tmp_path / "never", *_recip_args(pki))
+    assert proc.returncode == 7 and b"IM000001" in proc.stderr
+    assert not (tmp_path / "never").exists()
+    assert not [p for p in tmp_path.iterdir() if "dicompack" in p.name]
