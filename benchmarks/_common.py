@@ -8,20 +8,26 @@ import sys
 import time
 
 
-def run_measured(cmd: list[str], **kwargs) -> tuple[float, float]:
-    """Run ``cmd``; return (seconds, peak RSS in MB of that child).
+# Linux keeps a process's peak RSS across exec, so a child forked from a big
+# parent reports the parent's size; a tiny trampoline forks the real command
+# and reports wait4()'s figure for it alone.
+TRAMPOLINE = ("import os, subprocess, sys\n"
+              "p = subprocess.Popen(sys.argv[1:])\n"
+              "_, status, usage = os.wait4(p.pid, 0)\n"
+              "print(usage.ru_maxrss, file=sys.stderr)\n"
+              "sys.exit(os.waitstatus_to_exitcode(status))\n")
 
-    Peak RSS is read with wait4() for this child alone, so the numbers of
-    two tools run one after the other do not mix.
-    """
+
+def run_measured(cmd: list[str], **kwargs) -> tuple[float, float]:
+    """Run ``cmd``; return (seconds, peak RSS in MB of that command, with its
+    descendants' peak when larger)."""
+    kwargs.pop("stderr", None)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", TRAMPOLINE, *cmd], stderr=subprocess.PIPE, **kwargs)
     seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed with exit code {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, int(proc.stderr.decode().strip().splitlines()[-1]) / 1024
 
 
 def dicompack_cmd(*args: str) -> list[str]:
