@@ -157,7 +157,9 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
 def _pack_text(r, verbose: bool = False) -> str:
     """Counts by default; every item with --verbose.  Left-out files and
     warnings are always listed: they change what the package holds."""
-    lines = [f"{', '.join(r.volumes) or r.output}: {r.instances} instances, {r.series} series, "
+    where = (f"{r.volumes[0]} ... {r.volumes[-1]} ({len(r.volumes)} volumes)" if len(r.volumes) > 3
+             else ", ".join(r.volumes) or r.output)
+    lines = [f"{where}: {r.instances} instances, {r.series} series, "
              f"{r.studies} studies, {r.patients} patients ({r.application_profile}) in {r.seconds:.2f} s"]
     for stage, info in r.stages.items():
         lines.append(f"  {stage}: " + ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("recipients",)))
