@@ -1,8 +1,6 @@
 """Shared helpers for the side-by-side benchmarks."""
 from __future__ import annotations
 
-import os
-import resource
 import subprocess
 import sys
 import time

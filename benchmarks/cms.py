@@ -9,7 +9,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _common import run_measured, table

@@ -6,7 +6,6 @@ same tree; `dicompack unpack` (verify + restore) vs `unzip`.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import tempfile
 import time

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from . import __version__
-from .dcmio import (EXPLICIT_LITTLE, ITEM, UNDEFINED, StructureError, Walker,
+from .dcmio import (EXPLICIT_LITTLE, UNDEFINED, StructureError, Walker,
                     decode_text, encode_element, encode_ul, encode_us)
 from .errors import PackageInvalidError
 from .records import Record

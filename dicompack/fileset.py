@@ -8,7 +8,6 @@ always gives the same File-set.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import sys

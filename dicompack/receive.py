@@ -19,7 +19,7 @@ from .container.manifest import MANIFEST_NAME, parse_manifest
 from .container.zip import ZipLimits, ZipReader, extract_atomically
 from .dicomdir import Finding
 from .errors import PackageInvalidError, UsageError
-from .output import check_destination, sweep_stale, temp_prefix
+from .output import sweep_stale, temp_prefix
 from .report import Progress
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")

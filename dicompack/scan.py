@@ -14,14 +14,13 @@ import mmap
 import os
 import struct
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import dcmio
-from .dcmio import (DEFLATED_LE, EXPLICIT_LITTLE, IMPLICIT_LITTLE, Encoding,
+from .dcmio import (DEFLATED_LE, EXPLICIT_LITTLE, Encoding,
                     StructureError, Walker, decode_text)
 from .records import record_type_for, wanted_tags
 

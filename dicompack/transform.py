@@ -9,8 +9,6 @@ DICOMDIR is built from the transformed values only.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field

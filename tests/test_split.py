@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from dicompack import synthetic
 
-from .conftest import run_cli, tree_digest
+from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")

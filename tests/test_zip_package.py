@@ -2,16 +2,13 @@
 atomic unpack, foreign ZIPs."""
 from __future__ import annotations
 
-import io
 import json
-import os
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from dicompack import synthetic
 
 from .conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
 

@@ -25,16 +25,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Iterator
 
-from asn1crypto import algos, cms as acms, core, x509 as ax509
+from asn1crypto import algos, cms as acms, core
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import (DecryptionError, DicompackError, PackageInvalidError,
+from ..errors import (DicompackError, PackageInvalidError,
                       SignatureInvalidError, UnsignedPackageError, UsageError)
 from . import cms_asn1 as A
 from . import cms_crypto as C
-from .cms_ber import (EOC, TAG_OCTET_STRING, TAG_SEQUENCE, TAG_SET, BerError,
+from .cms_ber import (EOC, TAG_OCTET_STRING, TAG_SEQUENCE, BerError,
                       ChunkStream, Reader, der_length, open_indefinite,
                       primitive_header, retag)
 

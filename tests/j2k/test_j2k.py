@@ -3,7 +3,6 @@ lossy bookkeeping, references, refusals."""
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 from pathlib import Path
 
@@ -28,15 +27,6 @@ CASES = {
     "ybr_full": dict(bits_allocated=8, bits_stored=8, samples_per_pixel=3, photometric="YBR_FULL", modality="OT"),
     "odd_multiframe": dict(rows=37, columns=53, frames=4),
 }
-
-
-def _source_pixels(path: Path) -> np.ndarray:
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array
-    if ds.get("PhotometricInterpretation") == "YBR_FULL" and ds.SamplesPerPixel == 3:
-        # pydicom converts YBR_FULL to RGB by default; compare stored values
-        arr = pydicom.pixels.get_expected_length and ds.pixel_array  # noqa: B018
-    return _mask(arr, ds.BitsStored, ds.PixelRepresentation == 1)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +183,6 @@ def test_corrupt_compressed_frame_is_named(tmp_path):
 
 def test_big_multiframe_encodes_frame_by_frame(tmp_path):
     """A 48 MB instance: traced memory stays near one frame, not the instance."""
-    import io
     import tracemalloc
 
     from dicompack.j2k import J2KOptions, encode_pixel_data

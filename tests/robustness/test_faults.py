@@ -2,12 +2,10 @@
 at the destination and no temporary files; a re-run succeeds."""
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,6 @@
 (README: peak RSS <= 100 MB + 4 KB per instance)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import zipfile
