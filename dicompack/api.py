@@ -457,7 +457,7 @@ def fileset_root(path):
         from . import receive
         if receive.sniff(path) != "zip":
             raise UsageError("not a File-set folder, DICOMDIR or ZIP", where=str(path))
-        with receive.staged_zip(path, Path(tempfile_dir())) as (root, _result, _reader):
+        with receive.staged_zip(path, Path(tempfile.gettempdir())) as (root, _result, _reader):
             yield root
     else:
         raise UsageError("no such file or folder", where=str(path))
@@ -558,11 +558,9 @@ def _as_path(src, stack) -> Path:
         if not path.exists():
             raise UsageError("no such file or folder", where=str(src))
         return path
-    import tempfile
     tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-"))
     spool = Path(tmpdir) / "package"
     with open(spool, "wb") as f:
-        import shutil
         shutil.copyfileobj(src, f, 1 << 20)
     return spool
 
@@ -580,8 +578,6 @@ def _zip_report(path: Path, result, label: str) -> VerifyReport:
 @storage_errors
 def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
     """Verify a package (ZIP) or a File-set without restoring anything."""
-    from contextlib import ExitStack
-
     from . import receive
     progress = Progress(options.progress)
     with ExitStack() as stack:
@@ -597,18 +593,13 @@ def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
                                 fileset_id=checked.fileset_id, records=checked.records, files=checked.files,
                                 findings=checked.findings, secure=secure)
         zip_path, secure = _open_package(path, label, options, stack, progress)
-        parent = Path(tempfile_dir())
+        parent = Path(tempfile.gettempdir())
         with receive.staged_zip(zip_path, parent, limits=_limits(options)) as (root, result, reader):
             receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
             report = _zip_report(path, result, label)
             if secure:
                 report.kind, report.secure = "secure", secure
             return report
-
-
-def tempfile_dir() -> str:
-    import tempfile
-    return tempfile.gettempdir()
 
 
 def _limits(options: ReceiveOptions):
