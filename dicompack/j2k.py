@@ -183,16 +183,19 @@ def _mask(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
 
 
 def _encode(frame: np.ndarray, header, options: J2KOptions) -> bytes:
-    from openjpeg import encode
+    """Through openjpeg's C API with arithmetic coding bypass (see opj.py);
+    pylibjpeg-openjpeg's encoder where that API cannot be used."""
+    from . import opj
     photometric = str(header.PhotometricInterpretation)
-    kwargs = {"bits_stored": int(header.get("BitsStored", header.BitsAllocated)),
-              "photometric_interpretation": _OPENJPEG_COLOUR[photometric],
-              "use_mct": photometric == "RGB"}
-    if options.mode == "ratio":
-        kwargs["compression_ratios"] = [options.value]
-    elif options.mode == "psnr":
-        kwargs["signal_noise_ratios"] = [options.value]
-    return encode(frame, **kwargs)
+    bits_stored = int(header.get("BitsStored", header.BitsAllocated))
+    ratio = options.value if options.mode == "ratio" else None
+    psnr = options.value if options.mode == "psnr" else None
+    if opj.available():
+        return opj.encode(frame, bits_stored=bits_stored, mct=photometric == "RGB", ratio=ratio, psnr=psnr)
+    from openjpeg import encode
+    return encode(frame, bits_stored=bits_stored, photometric_interpretation=_OPENJPEG_COLOUR[photometric],
+                  use_mct=photometric == "RGB", compression_ratios=[ratio] if ratio else None,
+                  signal_noise_ratios=[psnr] if psnr else None)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, bits_stored: int) -> float:
