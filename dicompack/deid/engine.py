@@ -21,9 +21,10 @@ from pydicom.sequence import Sequence
 
 from ..errors import DeidentificationError
 from .options import BASIC_PROFILE, OPTION_CODES, DeidOptions
-from .table import action_for, row_for
+from .table import action_for, row_for, safe_private
 
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
+PRIVATE_CHARACTERISTICS = 0x00080300     # Private Data Element Characteristics Sequence
 BURNED_IN_MODALITIES = {"US", "XA", "RF", "ES"}
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _DUMMY = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y",
@@ -95,7 +96,8 @@ class Deidentifier:
         before = copy.deepcopy(ds) if keep_originals else None
         original_id = str(ds.get("PatientID", ""))
         tokens = self._phi_tokens(ds)
-        context = {"shift": self.date_shift(original_id), "tokens": tokens, "result": result}
+        context = {"shift": self.date_shift(original_id), "tokens": tokens, "result": result,
+                   "declared_safe": _declared_safe(ds) if self.options.retain_safe_private else {}}
         self._walk(ds, context, top=True)
         new_id, new_name = self.pseudonym(original_id)
         ds.PatientID, ds.PatientName = new_id, new_name
@@ -121,10 +123,14 @@ class Deidentifier:
         return [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(words, key=len, reverse=True)]
 
     def _walk(self, ds: Dataset, ctx: dict, top: bool = False) -> None:
+        safe = _safe_private_tags(ds, ctx["declared_safe"]) if self.options.retain_safe_private else None
         for elem in list(ds):
             tag = int(elem.tag)
             if top and tag in (PATIENT_ID, PATIENT_NAME):
                 continue                       # replaced by the pseudonym afterwards
+            if safe is not None and (tag >> 16) % 2:
+                self._private(ds, elem, safe, ctx)
+                continue
             row = row_for(tag)
             if row is None:
                 self._unlisted(ds, elem, ctx)
@@ -146,6 +152,21 @@ class Deidentifier:
         elif elem.VR in _FREE_TEXT:
             cleaning = self.options.clean_structured_content or self.options.clean_descriptors
             self._act(ds, elem, "C" if cleaning else "X", ctx)
+
+    def _private(self, ds: Dataset, elem, safe: set[int], ctx: dict) -> None:
+        """Retain Safe Private Option (PS3.15 E.3.10): a safe element is kept
+        (text cleaned of the patient's names and IDs, sequences searched);
+        a private creator stays while its block keeps an element; anything
+        else private is removed."""
+        if int(elem.tag) not in safe:
+            self._act(ds, elem, "X", ctx)
+            return
+        ctx["result"].actions["K (safe private)"] += 1
+        if elem.VR == "SQ":
+            for item in elem.value:
+                self._walk(item, ctx)
+        elif elem.VR in _TEXT and elem.value:
+            elem.value = self._scrub(elem.value, ctx["tokens"])
 
     def _act(self, ds: Dataset, elem, action: str, ctx: dict) -> None:
         counts = ctx["result"].actions
@@ -220,6 +241,50 @@ class Deidentifier:
         ds.DeidentificationMethodCodeSequence = Sequence(codes)
         ds.LongitudinalTemporalInformationModified = {
             None: "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.retain_dates]
+
+
+def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset | None]:
+    """Blocks the instance itself declares non-identifying in its Private
+    Data Element Characteristics Sequence (PS3.3 C.12.1.1.7): (group,
+    creator) -> None for a SAFE block, or the element bytes a MIXED block
+    lists as Nonidentifying Private Elements."""
+    declared = {}
+    for item in ds.get(PRIVATE_CHARACTERISTICS, None) or []:
+        group, creator = item.get("PrivateGroupReference"), item.get("PrivateCreatorReference")
+        status = str(item.get("BlockIdentifyingInformationStatus", "")).strip().upper()
+        if group is None or not creator:
+            continue
+        if status == "SAFE":
+            declared[(int(group), str(creator).strip())] = None
+        elif status == "MIXED":
+            values = item.get("NonidentifyingPrivateElements") or []
+            values = [values] if isinstance(values, int) else values
+            declared[(int(group), str(creator).strip())] = frozenset(int(v) & 0xFF for v in values)
+    return declared
+
+
+def _safe_private_tags(ds: Dataset, declared: dict) -> set[int]:
+    """The private tags of ``ds`` (this level) that are safe: listed in
+    Table E.3.10-1 for their creator, or declared safe by the instance; and
+    the creator elements of the blocks that keep one."""
+    table = safe_private()
+    creators, safe = {}, set()
+    for elem in ds:
+        tag = int(elem.tag)
+        group, element = tag >> 16, tag & 0xFFFF
+        if group % 2 == 0:
+            continue
+        if 0x10 <= element <= 0xFF:
+            value = elem.value.decode("latin-1") if isinstance(elem.value, bytes) else str(elem.value or "")
+            creators[element] = value.strip(" \x00")
+            continue
+        creator = creators.get(element >> 8) if element >= 0x1000 else None
+        if creator is None:
+            continue
+        listed = declared.get((group, creator), frozenset())
+        if (creator, group, element & 0xFF) in table or listed is None or element & 0xFF in listed:
+            safe.update((tag, (group << 16) | (element >> 8)))
+    return safe
 
 
 def _record_originals(before: Dataset, after: Dataset, result: DeidResult) -> None:

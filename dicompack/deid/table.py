@@ -1,5 +1,6 @@
-"""Table E.1-1 as data (dicompack/data/deid_e1_1.json), and the action that
-applies to a tag under a set of options."""
+"""Table E.1-1 as data (dicompack/data/deid_e1_1.json), the action that
+applies to a tag under a set of options, and Table E.3.10-1 (safe private
+attributes, dicompack/data/deid_safe_private.json)."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,20 @@ from importlib import resources
 COMBINED = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U"}
 
 
+def _data(name: str) -> dict:
+    return json.loads(resources.files("dicompack.data").joinpath(name).read_text("utf-8"))
+
+
+@lru_cache(maxsize=1)
+def safe_private() -> frozenset[tuple[str, int, int]]:
+    """Table E.3.10-1 as (private creator, group, element byte) keys."""
+    return frozenset((row["creator"], int(row["group"], 16), int(row["element"], 16))
+                     for row in _data("deid_safe_private.json")["rows"])
+
+
 @lru_cache(maxsize=1)
 def table() -> dict:
-    text = resources.files("dicompack.data").joinpath("deid_e1_1.json").read_text("utf-8")
-    doc = json.loads(text)
+    doc = _data("deid_e1_1.json")
     exact, wildcard, private = {}, [], None
     for row in doc["rows"]:
         if row["tag"] == "private":
