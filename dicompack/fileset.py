@@ -7,7 +7,9 @@ always gives the same File-set.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
 import shutil
 import sys
@@ -203,6 +205,8 @@ def copy_instance(scan: ScanResult, dest: Path) -> int:
     """Copy one input file to ``dest``: unchanged, or with the File Meta and
     preamble the standard demands.  Returns bytes written."""
     if not scan.needs_rewrite:
+        if scan.owned and _moved(scan.path, dest):
+            return scan.size
         shutil.copyfile(scan.path, dest)
         return scan.size
     meta = encode_meta(scan.sop_class, scan.sop_instance, scan.transfer_syntax)
@@ -211,6 +215,18 @@ def copy_instance(scan: ScanResult, dest: Path) -> int:
         src.seek(scan.dataset_offset)
         shutil.copyfileobj(src, out, 1 << 20)
         return out.tell()
+
+
+def _moved(path: str, dest: Path) -> bool:
+    """Rename a file this run staged into place (creating and writing a file
+    costs far more than a rename); False across file systems."""
+    try:
+        os.replace(path, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        return False
+    return True
 
 
 def leaf_path(root: Path, leaf: Record) -> Path:

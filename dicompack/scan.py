@@ -50,6 +50,7 @@ class ScanResult:
     values: dict[int, bytes] = field(default_factory=dict)   # raw text values
     sequences: dict[int, bytes] = field(default_factory=dict)  # encoded SQ elements
     fixes: list[str] = field(default_factory=list)           # what writing must repair
+    owned: bool = False              # a private temporary this run wrote: moved into place, not copied
 
     @property
     def sop_class(self) -> str:

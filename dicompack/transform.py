@@ -161,7 +161,7 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
         elif scan.pixel_offset is not None:
             _copy_pixel_element(scan, f)
     out.staged = str(staged)
-    out.scan = scan_file(str(staged))
+    out.scan = _scan_staged(staged)
     if out.scan.status != "dicom":
         raise CompressionError(f"transformed file is not valid: {out.scan.reason}", where=scan.path)
 
@@ -191,8 +191,16 @@ def _deidentify_whole(scan: ScanResult, stage_dir: Path, spec: TransformSpec, ou
     staged = stage_dir / hashlib.sha256(scan.path.encode()).hexdigest()[:32]
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(staged, enforce_file_format=True)
-    out.staged, out.scan = str(staged), scan_file(str(staged))
+    out.staged, out.scan = str(staged), _scan_staged(staged)
     out.note = "deflated: de-identified in memory"
+
+
+def _scan_staged(staged: Path) -> ScanResult:
+    """Scan a file this run wrote, as any input is scanned (the DICOMDIR is
+    built from what is in the file); it is ours, so it may be moved."""
+    result = scan_file(str(staged))
+    result.owned = True
+    return result
 
 
 def _copy_pixel_element(scan: ScanResult, f) -> None:

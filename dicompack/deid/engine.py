@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -123,57 +124,64 @@ class Deidentifier:
         return [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(words, key=len, reverse=True)]
 
     def _walk(self, ds: Dataset, ctx: dict, top: bool = False) -> None:
+        """Apply the table to every element of ``ds``.  An element is decoded
+        only when its action needs its value: the rest stay raw and are
+        written back byte for byte (most of a header, and most of the cost)."""
         safe = _safe_private_tags(ds, ctx["declared_safe"]) if self.options.retain_safe_private else None
-        for elem in list(ds):
-            tag = int(elem.tag)
+        for tag in [int(t) for t in ds.keys()]:
             if top and tag in (PATIENT_ID, PATIENT_NAME):
                 continue                       # replaced by the pseudonym afterwards
             if safe is not None and (tag >> 16) % 2:
-                self._private(ds, elem, safe, ctx)
+                self._private(ds, tag, safe, ctx)
                 continue
             row = row_for(tag)
             if row is None:
-                self._unlisted(ds, elem, ctx)
+                self._unlisted(ds, tag, ctx)
                 continue
-            self._act(ds, elem, action_for(row, self.columns), ctx)
+            self._act(ds, tag, action_for(row, self.columns), ctx)
 
-    def _unlisted(self, ds: Dataset, elem, ctx: dict) -> None:
+    def _unlisted(self, ds: Dataset, tag: int, ctx: dict) -> None:
         """Attributes Table E.1-1 does not list: UIDs are still mapped
         (references must follow), sequences are searched, person names get
         a dummy, and free text, which may hold anything, is removed (or
         cleaned under the Clean Structured Content / Descriptors options)."""
-        if elem.VR == "UI":
-            self._act(ds, elem, "U", ctx)
-        elif elem.VR == "SQ":
-            for item in elem.value:
+        vr = _vr(ds, tag)
+        if vr == "UI":
+            self._act(ds, tag, "U", ctx)
+        elif vr == "SQ":
+            for item in ds[tag].value:
                 self._walk(item, ctx)
-        elif elem.VR == "PN":
-            self._act(ds, elem, "D", ctx)
-        elif elem.VR in _FREE_TEXT:
+        elif vr == "PN":
+            self._act(ds, tag, "D", ctx)
+        elif vr in _FREE_TEXT:
             cleaning = self.options.clean_structured_content or self.options.clean_descriptors
-            self._act(ds, elem, "C" if cleaning else "X", ctx)
+            self._act(ds, tag, "C" if cleaning else "X", ctx)
 
-    def _private(self, ds: Dataset, elem, safe: set[int], ctx: dict) -> None:
+    def _private(self, ds: Dataset, tag: int, safe: set[int], ctx: dict) -> None:
         """Retain Safe Private Option (PS3.15 E.3.10): a safe element is kept
         (text cleaned of the patient's names and IDs, sequences searched);
         a private creator stays while its block keeps an element; anything
         else private is removed."""
-        if int(elem.tag) not in safe:
-            self._act(ds, elem, "X", ctx)
+        if tag not in safe:
+            self._act(ds, tag, "X", ctx)
             return
         ctx["result"].actions["K (safe private)"] += 1
+        elem = ds[tag]
         if elem.VR == "SQ":
             for item in elem.value:
                 self._walk(item, ctx)
         elif elem.VR in _TEXT and elem.value:
             elem.value = self._scrub(elem.value, ctx["tokens"])
 
-    def _act(self, ds: Dataset, elem, action: str, ctx: dict) -> None:
-        counts = ctx["result"].actions
-        counts[action] += 1
+    def _act(self, ds: Dataset, tag: int, action: str, ctx: dict) -> None:
+        ctx["result"].actions[action] += 1
         if action == "X":
-            del ds[elem.tag]
-        elif action == "Z":
+            del ds[tag]
+            return
+        if action == "K" and _vr(ds, tag) != "SQ":
+            return                             # kept as it is, still raw
+        elem = ds[tag]
+        if action == "Z":
             elem.value = Sequence() if elem.VR == "SQ" else None
         elif action == "D":
             self._dummy(elem)
@@ -181,7 +189,7 @@ class Deidentifier:
             self._map_uids(elem, ctx)
         elif action == "C":
             self._clean(elem, ctx)
-        elif elem.VR == "SQ":                  # K: kept, but its items are processed
+        else:                                  # K on a sequence: kept, its items processed
             for item in elem.value:
                 self._walk(item, ctx)
 
@@ -241,6 +249,18 @@ class Deidentifier:
         ds.DeidentificationMethodCodeSequence = Sequence(codes)
         ds.LongitudinalTemporalInformationModified = {
             None: "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.retain_dates]
+
+
+def _vr(ds: Dataset, tag: int) -> str:
+    """The VR of an element without decoding its value (implicit VR files
+    carry none: the dictionary's then, UN for unknown tags, as pydicom)."""
+    vr = ds.get_item(tag).VR
+    if vr:
+        return vr
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
 
 
 def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset | None]:

@@ -12,6 +12,7 @@ import pytest
 
 import dicompack
 from dicompack import synthetic
+from dicompack.j2k import J2KOptions
 
 from ..conftest import run_cli
 
@@ -27,16 +28,19 @@ def _leftovers(parent: Path) -> list[str]:
     return [p.name for p in parent.iterdir() if "dicompack-tmp" in p.name]
 
 
-@pytest.mark.parametrize("stage", ["scan", "copy", "zip"])
+@pytest.mark.parametrize("stage", ["scan", "compress", "copy", "zip"])
 def test_kill_9_at_each_stage_then_rerun(corpus, tmp_path, stage):
-    """The child stops itself (SIGKILL) when its progress reaches ``stage``."""
+    """The child stops itself (SIGKILL) when its progress reaches ``stage``
+    ('compress': de-identification, staging beside the destination)."""
     out = tmp_path / ("out.zip" if stage == "zip" else "out")
+    deid = "deid=DeidOptions(key=b'k' * 32), " if stage == "compress" else ""
     script = f"""
 import os, signal, dicompack
+from dicompack.deid import DeidOptions
 def progress(event):
     if event.stage == {stage!r} and event.files_done > 0:
         os.kill(os.getpid(), signal.SIGKILL)
-dicompack.pack([{str(corpus)!r}], {str(out)!r}, dicompack.PackOptions(progress=progress, jobs=1))
+dicompack.pack([{str(corpus)!r}], {str(out)!r}, dicompack.PackOptions({deid}progress=progress, jobs=1))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
@@ -88,3 +92,35 @@ def test_cancel_from_callback(corpus, tmp_path):
     with pytest.raises(dicompack.CancelledError):
         dicompack.pack([corpus], out, dicompack.PackOptions(progress=lambda e: e.stage != "zip"))
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_staged_files_move_but_inputs_stay(example_corpus, tmp_path):
+    """The transform stage renames its own staged files into the File-set;
+    inputs it keeps as they are (SR, KOS, PR under --j2k) are copied, never
+    moved, and no staging folder is left anywhere."""
+    import hashlib
+    import tempfile
+    src, _ = example_corpus
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
+    temp_before = {p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith("dicompack-stage-")}
+    out = tmp_path / "out"
+    report = dicompack.pack([src], out, dicompack.PackOptions(j2k=J2KOptions("lossless")))
+    assert report.stages["j2k"]["encoded_instances"] and report.stages["j2k"]["kept"]
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before
+    assert _leftovers(tmp_path) == []
+    assert {p.name for p in Path(tempfile.gettempdir()).iterdir()
+            if p.name.startswith("dicompack-stage-")} == temp_before
+    assert dicompack.check(out).ok
+
+
+def test_copy_instance_moves_only_owned_files(tmp_path):
+    from dicompack.fileset import copy_instance
+    from dicompack.scan import scan_file
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
+    mine, theirs = (synthetic.write_file(ds, tmp_path / name) for name in ("staged", "input"))
+    owned, given = scan_file(str(mine)), scan_file(str(theirs))
+    owned.owned = True
+    copy_instance(owned, tmp_path / "A")
+    copy_instance(given, tmp_path / "B")
+    assert not mine.exists() and (tmp_path / "A").exists()
+    assert theirs.exists() and (tmp_path / "B").read_bytes() == theirs.read_bytes()
