@@ -1,7 +1,6 @@
 """The library API.  The CLI is a thin shell over exactly these calls."""
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -127,27 +126,13 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     from cryptography.hazmat.primitives.serialization import Encoding
     reid_pem = tuple(c.public_bytes(Encoding.PEM) for c in options.reid_recipients)
     spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem)
-    jobs = options.jobs or os.cpu_count() or 1
-    with ExitStack() as pools:
-        run = map
-        if jobs > 1 and len(scans) > 1:
-            from .parallel import process_pool
-            pool = pools.enter_context(process_pool(jobs))
-            # Batches amortise the per-task round trip (10% on small instances);
-            # small enough that both workers stay busy to the end.
-            chunk = max(1, min(16, len(scans) // (jobs * 16)))
-            run = functools.partial(pool.map, chunksize=chunk)
+    with tf.Workers(options.jobs or os.cpu_count() or 1, len(scans)) as workers:
         if options.j2k is not None and options.j2k.lossy:
-            lossy = [s.sop_instance for s, yes in zip(scans, run(tf.lossy_candidate, scans, [spec] * len(scans))) if yes]
+            lossy = [s.sop_instance for s, yes in zip(scans, workers.map(tf.lossy_candidate, scans, spec)) if yes]
             spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem,
                                     lossy_uids=tuple((_after_deid(u, options), tf.lossy_uid(_after_deid(u, options)))
                                                      for u in lossy))
-        outcomes = []
-        for n, out in enumerate(run(tf.transform_instance, scans, [stage] * len(scans), [spec] * len(scans)), 1):
-            if out.error is not None:
-                raise out.error
-            outcomes.append(out)
-            progress("compress", n, len(scans))
+        outcomes = workers.transform(scans, stage, spec, progress)
     if options.j2k is not None:
         report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
     if options.deid is not None:

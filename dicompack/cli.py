@@ -38,17 +38,22 @@ def _progress_bar(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
-                               TextColumn, TimeRemainingColumn)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.console import Console
-    with Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+    with Progress(TextColumn("{task.description:>9}"), BarColumn(), TextColumn("{task.fields[count]}"),
                   TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def callback(event):
             if event.stage not in tasks:
-                tasks[event.stage] = bar.add_task(event.stage, total=event.files_total)
-            bar.update(tasks[event.stage], completed=event.files_done, total=event.files_total)
+                tasks[event.stage] = bar.add_task(event.stage, total=event.files_total, count="")
+            if event.bytes_total:      # stages that know their bytes move by MB (frame by frame for J2K)
+                done, total = event.bytes_done, event.bytes_total
+                count = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB, {event.files_done}/{event.files_total} files"
+            else:
+                done, total = event.files_done, event.files_total
+                count = f"{done}/{total}"
+            bar.update(tasks[event.stage], completed=done, total=total, count=count)
         yield callback
 
 

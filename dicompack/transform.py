@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .dicomdir import encode_meta
 from .errors import CompressionError, DicompackError, InvalidInputError
@@ -98,19 +99,115 @@ def lossy_candidate(scan: ScanResult, spec: TransformSpec) -> bool:
         return True   # refused later, with the error, by transform_instance
 
 
+# ---------------------------------------------------------------- the stage
+
+# How a worker reports progress: source bytes done (J2K: frame by frame).
+_report_bytes: Callable[[int], None] = lambda n: None
+
+
+def _count_into(counter) -> None:
+    """Pool initializer: report progress into a shared counter."""
+    global _report_bytes
+
+    def add(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+    _report_bytes = add
+
+
+class Workers:
+    """The stage's process pool, or this process when one job is asked for.
+    ``transform`` reports progress as source bytes, which a worker adds
+    frame by frame, so a single multi-GB instance moves the bar too."""
+
+    POLL_SECONDS = 0.25
+
+    def __init__(self, jobs: int, count: int):
+        self.jobs, self.count = jobs, count
+        self.pool, self.counter = None, None
+
+    def __enter__(self) -> "Workers":
+        if self.jobs > 1:
+            from .parallel import process_pool, shared_counter
+            self.counter = shared_counter()
+            self.pool = process_pool(min(self.jobs, self.count), initializer=_count_into,
+                                     initargs=(self.counter,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _chunk(self, n: int) -> int:
+        # Batches amortise the per-task round trip (10% on small instances);
+        # small enough that every worker stays busy to the end.
+        return max(1, min(16, n // (self.jobs * 16)))
+
+    def map(self, fn, items: list, *same) -> list:
+        """``fn(item, *same)`` for every item, in order."""
+        if self.pool is None:
+            return [fn(item, *same) for item in items]
+        return list(self.pool.map(fn, items, *([arg] * len(items) for arg in same),
+                                  chunksize=self._chunk(len(items))))
+
+    def transform(self, scans: list[ScanResult], stage_dir: str, spec: TransformSpec,
+                  progress: Callable) -> list[Outcome]:
+        """Every instance through ``transform_instance``; the first error is raised."""
+        total = sum(s.size for s in scans)
+        if self.pool is None:
+            outcomes, done = [], 0
+            for scan in scans:
+                outcomes.append(_checked(transform_instance(scan, stage_dir, spec)))
+                done += scan.size
+                progress("compress", len(outcomes), len(scans), done, total)
+            return outcomes
+        from concurrent.futures import FIRST_COMPLETED, wait
+        chunk = self._chunk(len(scans))
+        batches = [scans[i:i + chunk] for i in range(0, len(scans), chunk)]
+        results: list[list[Outcome]] = [[] for _ in batches]
+        pending = {self.pool.submit(transform_batch, batch, stage_dir, spec): i for i, batch in enumerate(batches)}
+        done_files = 0
+        while pending:
+            finished, _ = wait(pending, timeout=self.POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = pending.pop(future)
+                results[i] = [_checked(out) for out in future.result()]
+                done_files += len(results[i])
+            progress("compress", done_files, len(scans), min(self.counter.value, total), total)
+        return [out for batch in results for out in batch]
+
+
+def _checked(out: Outcome) -> Outcome:
+    if out.error is not None:
+        raise out.error
+    return out
+
+
+def transform_batch(scans: list[ScanResult], stage_dir: str, spec: TransformSpec) -> list[Outcome]:
+    return [transform_instance(scan, stage_dir, spec) for scan in scans]
+
+
 def transform_instance(scan: ScanResult, stage_dir: str, spec: TransformSpec) -> Outcome:
     """Worker entry point: never raises; errors travel in the outcome."""
     out = Outcome(scan.path)
+    counted = [0]
+
+    def on_frame(nbytes: int) -> None:
+        counted[0] += nbytes
+        _report_bytes(nbytes)
     try:
-        _transform(scan, Path(stage_dir), spec, out)
+        _transform(scan, Path(stage_dir), spec, out, on_frame)
     except DicompackError as err:
         out.error = err
     except Exception as err:  # a library bug or an input pydicom cannot handle
         out.error = InvalidInputError(f"cannot transform: {type(err).__name__}: {err}", where=scan.path)
+    finally:
+        _report_bytes(max(0, scan.size - counted[0]))
     return out
 
 
-def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome) -> None:
+def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outcome,
+               on_frame: Callable[[int], None]) -> None:
     if scan.transfer_syntax == "1.2.840.10008.1.2.1.99" and spec.deid is None:
         # Deflated data sets are small; recompressing would need the whole
         # inflated data set in memory.  Kept as they are (noted).
@@ -144,7 +241,7 @@ def _transform(scan: ScanResult, stage_dir: Path, spec: TransformSpec, out: Outc
             pixel_part = tempfile.TemporaryFile(dir=stage_dir)
             with open(scan.path, "rb") as src:
                 result = j2k.encode_pixel_data(src, scan.pixel_offset, ds, ts, spec.j2k, pixel_part,
-                                               where=scan.path)
+                                               where=scan.path, on_frame=on_frame)
             ts = result.transfer_syntax
             out.j2k = result.to_dict()
         else:

@@ -201,3 +201,19 @@ def test_big_multiframe_encodes_frame_by_frame(tmp_path):
     tracemalloc.stop()
     assert result.frames == 96 and result.source_bytes == 96 * 512 * 512 * 2
     assert peak < 8 << 20, f"peak {peak >> 20} MB for a {result.source_bytes >> 20} MB instance"
+
+
+def test_progress_moves_frame_by_frame(tmp_path):
+    """One 32 MB multi-frame instance: the compress stage reports source
+    bytes before the instance is done (workers count frames)."""
+    import dicompack
+    from dicompack.j2k import J2KOptions
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.8", frames=64,
+                                 rows=512, columns=512)
+    synthetic.write_file(ds, tmp_path / "src" / "big.dcm")
+    events = []
+    dicompack.pack([tmp_path / "src"], tmp_path / "out",
+                   dicompack.PackOptions(j2k=J2KOptions("lossless"), jobs=2, progress=events.append))
+    compress = [e for e in events if e.stage == "compress"]
+    assert any(e.files_done == 0 and 0 < e.bytes_done < e.bytes_total for e in compress), compress[:3]
+    assert compress[-1].files_done == 1 and compress[-1].bytes_done == compress[-1].bytes_total
