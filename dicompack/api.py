@@ -16,7 +16,7 @@ from pathlib import Path
 from . import fileset as fs
 from .check import check_fileset
 from .dicomdir import read_dicomdir, write_dicomdir_file
-from .errors import InvalidInputError, PackageInvalidError, StorageError, UsageError
+from .errors import DeidentificationError, InvalidInputError, PackageInvalidError, StorageError, UsageError
 from . import package as pkg
 from .output import atomic_directory, atomic_file, check_destination, temp_prefix
 from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
@@ -132,7 +132,8 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem,
                                     lossy_uids=tuple((_after_deid(u, options), tf.lossy_uid(_after_deid(u, options)))
                                                      for u in lossy))
-        outcomes = workers.transform(scans, stage, spec, progress)
+        outcomes = workers.transform(scans, stage, spec, progress, tolerate=(DeidentificationError,))
+    outcomes = _leave_out_refused(outcomes, options, report)
     if options.j2k is not None:
         report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
     if options.deid is not None:
@@ -142,9 +143,23 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             actions.update(o.actions)
         report.stages["deid"] = {"profile": "PS3.15 E.1 Basic Application Level Confidentiality Profile",
                                  "table": table()["source"], "options": options.deid.enabled_columns(),
-                                 "instances": len(outcomes), "actions": dict(actions),
+                                 "instances": len(outcomes), "refused": len(scans) - len(outcomes),
+                                 "actions": dict(actions),
                                  "reidentifiable_by": len(options.reid_recipients)}
     return [o.scan for o in outcomes]
+
+
+def _leave_out_refused(outcomes: list, options: PackOptions, report: PackReport) -> list:
+    """Instances de-identification refused (burned-in policy): all of them
+    are named; the pack fails, or with --skip-invalid leaves them out."""
+    refused = [(o.path, o.error.message) for o in outcomes if o.error is not None]
+    if not refused:
+        return outcomes
+    kept = [o for o in outcomes if o.error is None]
+    if not options.skip_invalid or not kept:
+        raise DeidentificationError(refused[0][1], where=refused[0][0], problems=refused)
+    report.invalid += [Problem(path, f"refused by de-identification: {why}") for path, why in refused]
+    return kept
 
 
 def _after_deid(uid: str, options: PackOptions) -> str:

@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__, api
-from .errors import DicompackError, InvalidInputError, PackageInvalidError, UsageError
+from .errors import DicompackError, PackageInvalidError, UsageError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Pack DICOM studies into standard File-sets; verify and unpack them safely.")
@@ -59,10 +59,10 @@ def _progress_bar(quiet: bool):
 
 def _fail(err: DicompackError, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(err.to_dict() | {"problems": getattr(err, "problems", [])}, indent=2))
+        typer.echo(json.dumps(err.to_dict() | {"problems": err.problems}, indent=2))
     else:
         typer.echo(f"dicompack: {err}", err=True)
-        for path, reason in getattr(err, "problems", [])[1:] if getattr(err, "problems", None) else []:
+        for path, reason in err.problems[1:]:
             typer.echo(f"dicompack: {path}: {reason}", err=True)
     raise typer.Exit(err.exit_code)
 
@@ -72,7 +72,7 @@ def _errors(as_json: bool):
     try:
         yield
     except DicompackError as err:
-        if isinstance(err, InvalidInputError) and err.problems:
+        if err.problems:
             err.where, err.message = err.problems[0]
         if isinstance(err, PackageInvalidError) and err.findings and not as_json:
             for f in err.findings[1:]:
@@ -129,7 +129,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          clean_structured_content: bool = typer.Option(False, "--clean-structured-content", help="Clean Structured Content Option."),
          reid_recipient: List[Path] = typer.Option([], "--reid-recipient", help="Certificate that may re-identify: originals go encrypted into each instance's Encrypted Attributes Sequence."),
          burned_in: str = typer.Option("reject", "--burned-in", help="reject | keep instances that may show identity in pixels."),
-         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files and conflicting duplicates instead of failing."),
+         skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files, conflicting duplicates and instances de-identification refuses, instead of failing (each is listed)."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
          jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
          as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),

@@ -14,12 +14,15 @@ class DicompackError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, where: str | None = None):
+    def __init__(self, message: str, *, where: str | None = None,
+                 problems: list[tuple[str, str]] | None = None):
         # Always one line: messages may quote multi-line text from libraries.
         message = " ".join(str(message).split())
         super().__init__(message)
         self.message = message
         self.where = where
+        # (file, reason) for each offending input, when there are several.
+        self.problems = problems or []
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
@@ -41,12 +44,6 @@ class OutputExistsError(UsageError):
 class InvalidInputError(DicompackError):
     """An input file is truncated, unparsable or otherwise unusable."""
     exit_code = 3
-
-    def __init__(self, message: str, *, where: str | None = None,
-                 problems: list[tuple[str, str]] | None = None):
-        super().__init__(message, where=where)
-        # (path, reason) for each offending input, when there are several.
-        self.problems = problems or []
 
 
 class DuplicateInstanceError(InvalidInputError):

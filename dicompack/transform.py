@@ -151,13 +151,20 @@ class Workers:
                                   chunksize=self._chunk(len(items))))
 
     def transform(self, scans: list[ScanResult], stage_dir: str, spec: TransformSpec,
-                  progress: Callable) -> list[Outcome]:
-        """Every instance through ``transform_instance``; the first error is raised."""
+                  progress: Callable, *, tolerate: tuple = ()) -> list[Outcome]:
+        """Every instance through ``transform_instance``.  The first error is
+        raised, except those of a ``tolerate`` type: their outcomes come back
+        with the error set, so the caller can name every one."""
         total = sum(s.size for s in scans)
+
+        def checked(out: Outcome) -> Outcome:
+            if out.error is not None and not isinstance(out.error, tolerate):
+                raise out.error
+            return out
         if self.pool is None:
             outcomes, done = [], 0
             for scan in scans:
-                outcomes.append(_checked(transform_instance(scan, stage_dir, spec)))
+                outcomes.append(checked(transform_instance(scan, stage_dir, spec)))
                 done += scan.size
                 progress("compress", len(outcomes), len(scans), done, total)
             return outcomes
@@ -171,16 +178,10 @@ class Workers:
             finished, _ = wait(pending, timeout=self.POLL_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
                 i = pending.pop(future)
-                results[i] = [_checked(out) for out in future.result()]
+                results[i] = [checked(out) for out in future.result()]
                 done_files += len(results[i])
             progress("compress", done_files, len(scans), min(self.counter.value, total), total)
         return [out for batch in results for out in batch]
-
-
-def _checked(out: Outcome) -> Outcome:
-    if out.error is not None:
-        raise out.error
-    return out
 
 
 def transform_batch(scans: list[ScanResult], stage_dir: str, spec: TransformSpec) -> list[Outcome]:

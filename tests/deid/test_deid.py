@@ -146,6 +146,27 @@ def test_burned_in_policy(tmp_path):
     run_cli("pack", src, "-o", tmp_path / "out", "--deidentify", "--burned-in", "keep", "-q", check=True)
 
 
+def test_every_refused_instance_is_named_or_left_out(tmp_path):
+    """Refusals do not stop at the first file: all are named (one line
+    each); --skip-invalid packs the rest and lists them in the report."""
+    src = tmp_path / "src"
+    synthetic.write_file(synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1"),
+                         src / "ct.dcm")
+    for n, modality in enumerate(("US", "XA"), 2):
+        synthetic.write_file(synthetic.make_instance(study_uid="1.2.3", series_uid=f"1.2.3.{n}",
+                                                     sop_uid=f"1.2.3.{n}.1", modality=modality),
+                             src / f"{modality.lower()}.dcm")
+    proc = run_cli("pack", src, "-o", tmp_path / "out", "--deidentify")
+    lines = [l for l in proc.stderr.decode().splitlines() if "warning" not in l]
+    assert proc.returncode == 10 and len(lines) == 2, lines
+    assert {"us.dcm", "xa.dcm"} == {Path(l.split(": ")[1]).name for l in lines}
+    assert not (tmp_path / "out").exists()
+    report = json.loads(run_cli("pack", src, "-o", tmp_path / "out", "--deidentify", "--skip-invalid", "--json",
+                                check=True).stdout)
+    assert report["instances"] == 1 and report["stages"]["deid"]["refused"] == 2
+    assert sorted(Path(p["path"]).name for p in report["invalid"]) == ["us.dcm", "xa.dcm"]
+
+
 def test_table_is_complete_data():
     t = table()
     assert t["rows"] >= 600 and "E.1-1" in t["source"]
