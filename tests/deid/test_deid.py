@@ -64,6 +64,25 @@ def _all_bytes(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()) if path.is_dir() else path.read_bytes()
 
 
+def _zip_bytes(data: bytes) -> bytes:
+    """The container's own bytes (names, manifest) and every entry decompressed."""
+    import io
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return data + b"".join(z.read(name) for name in z.namelist())
+
+
+def _opened_secure(package: Path, cert: Path, key: Path) -> bytes:
+    """Decrypt with real openssl, then the DigestedData of an unsigned package."""
+    import subprocess
+    from ..conftest import require_tool
+    openssl = require_tool("openssl")
+    inner = subprocess.run([openssl, "cms", "-decrypt", "-inform", "DER", "-in", str(package), "-recip", str(cert),
+                            "-inkey", str(key), "-binary"], capture_output=True, check=True).stdout
+    return subprocess.run([openssl, "cms", "-digest_verify", "-inform", "DER", "-binary"], input=inner,
+                          capture_output=True, check=True).stdout
+
+
 def _leaks(data: bytes) -> list[str]:
     needles = {MARK: [MARK.encode(e) for e in ("latin-1", "utf-8", "utf-16-le")],
                "Müller": ["Müller".encode("utf-8"), "Müller".encode("latin-1")],
@@ -72,17 +91,28 @@ def _leaks(data: bytes) -> list[str]:
     return [what for what, forms in needles.items() if any(f in data for f in forms)]
 
 
-@pytest.mark.parametrize("suffix", ["", ".zip"])
+@pytest.mark.parametrize("suffix", ["", ".zip", ".p7m"])
 def test_no_marker_survives(corpus, tmp_path, suffix):
+    from .pki import make_recipient
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef")
     out = tmp_path / f"out{suffix}"
     assert _leaks(_all_bytes(corpus))        # the corpus really is planted
-    proc = run_cli("pack", corpus, "-o", out, "--deidentify", "--deid-key-file", key, "--json")
+    extra = []
+    if suffix == ".p7m":
+        cert, recip_key = make_recipient(tmp_path / "pki")
+        extra = ["--recipient", cert]
+    proc = run_cli("pack", corpus, "-o", out, "--deidentify", "--deid-key-file", key, "--json", *extra)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["stages"]["deid"]["instances"] == 2
-    assert _leaks(_all_bytes(out)) == []
+    data = _all_bytes(out)
+    if suffix == ".zip":
+        data = _zip_bytes(data)
+    elif suffix == ".p7m":
+        data = _zip_bytes(_opened_secure(out, cert, recip_key))
+    assert b"DICM" in data                    # the scan sees the DICOM files themselves
+    assert _leaks(data) == []
     assert MARK not in proc.stdout.decode()
 
 
