@@ -130,7 +130,7 @@ class Workers:
         if self.jobs > 1:
             from .parallel import process_pool, shared_counter
             self.counter = shared_counter()
-            self.pool = process_pool(min(self.jobs, self.count), initializer=_count_into,
+            self.pool = process_pool(max(1, min(self.jobs, self.count)), initializer=_count_into,
                                      initargs=(self.counter,))
         return self
 

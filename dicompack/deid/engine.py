@@ -252,10 +252,11 @@ class Deidentifier:
 
 
 def _vr(ds: Dataset, tag: int) -> str:
-    """The VR of an element without decoding its value (implicit VR files
-    carry none: the dictionary's then, UN for unknown tags, as pydicom)."""
+    """The VR of an element without decoding its value.  Implicit VR files
+    carry none, and UN hides the real one (a person name sent as UN is still
+    a name): the dictionary's VR then, as pydicom uses when it decodes."""
     vr = ds.get_item(tag).VR
-    if vr:
+    if vr and vr != "UN":
         return vr
     try:
         return dictionary_VR(tag)

@@ -228,3 +228,31 @@ def test_reidentification_round_trip(example_corpus, tmp_path):
     wrong_cert, wrong_key = make_recipient(tmp_path / "other")
     proc = run_cli("reidentify", package, "-o", tmp_path / "never", "--key", wrong_key, "--cert", wrong_cert)
     assert proc.returncode == 6 and not (tmp_path / "never").exists()
+
+
+def _as_un(path: Path, tags: list[int]) -> None:
+    """Rewrite top-level explicit VR elements as UN in the file itself
+    (pydicom's writer would restore the known VR)."""
+    import struct
+    data = path.read_bytes()
+    for tag in tags:
+        head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+        at = data.index(head, 132 + 12)
+        vr, length = data[at + 4:at + 6], struct.unpack("<H", data[at + 6:at + 8])[0]
+        assert vr in (b"PN", b"UI", b"LO"), vr
+        data = data[:at] + head + b"UN\x00\x00" + struct.pack("<I", length) + data[at + 8:]
+    path.write_bytes(data)
+
+
+def test_values_sent_as_un_are_still_judged_by_their_real_vr(tmp_path):
+    """An unlisted person name and UID written with VR UN (as by systems
+    that did not know the tag) are still handled as PN and UI."""
+    ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
+    ds.add_new(0x0040A123, "PN", f"{MARK}^Un")                    # Person Name: not in Table E.1-1
+    ds.add_new(0x00081150, "UI", f"{ROOT}.55")                    # Referenced SOP Class UID: not listed
+    path = synthetic.write_file(ds, tmp_path / "src" / "un.dcm")
+    _as_un(path, [0x00081150, 0x0040A123])
+    assert pydicom.dcmread(path).get_item(0x0040A123).VR == "UN"
+    out = tmp_path / "out"
+    run_cli("pack", tmp_path / "src", "-o", out, "--deidentify", "-q", check=True)
+    assert _leaks(_all_bytes(out)) == []
