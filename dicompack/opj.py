@@ -174,14 +174,15 @@ def _encode_once(lib, planes: np.ndarray, bits_stored: int, mct: bool, ratio, ps
     rows, cols, samples = planes.shape
     image = _image(lib, planes, bits_stored, signed=planes.dtype.kind == "i")
     try:
-        return _compress(lib, _parameters(rows, cols, mct and samples == 3, ratio, psnr, code_block_style), image)
+        return _compress(lib, _parameters(lib, rows, cols, mct and samples == 3, ratio, psnr, code_block_style),
+                         image)
     finally:
         lib.opj_image_destroy(image)
 
 
-def _parameters(rows: int, cols: int, mct: bool, ratio, psnr, code_block_style: int) -> _CParameters:
+def _parameters(lib, rows: int, cols: int, mct: bool, ratio, psnr, code_block_style: int) -> _CParameters:
     params = _CParameters()
-    _load().opj_set_default_encoder_parameters(C.byref(params))
+    lib.opj_set_default_encoder_parameters(C.byref(params))
     params.cod_format = _CODEC_J2K
     params.numresolution = _resolutions(rows, cols)
     params.mode = code_block_style

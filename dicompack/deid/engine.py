@@ -275,12 +275,13 @@ def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset | None]:
         status = str(item.get("BlockIdentifyingInformationStatus", "")).strip().upper()
         if group is None or not creator:
             continue
+        block = (int(group), str(creator).strip())
         if status == "SAFE":
-            declared[(int(group), str(creator).strip())] = None
+            declared[block] = None
         elif status == "MIXED":
             values = item.get("NonidentifyingPrivateElements") or []
             values = [values] if isinstance(values, int) else values
-            declared[(int(group), str(creator).strip())] = frozenset(int(v) & 0xFF for v in values)
+            declared[block] = frozenset(int(v) & 0xFF for v in values)
     return declared
 
 
@@ -290,13 +291,11 @@ def _safe_private_tags(ds: Dataset, declared: dict) -> set[int]:
     the creator elements of the blocks that keep one."""
     table = safe_private()
     creators, safe = {}, set()
-    for elem in ds:
-        tag = int(elem.tag)
+    for tag in [int(t) for t in ds.keys() if t.group % 2]:     # decodes private elements only
         group, element = tag >> 16, tag & 0xFFFF
-        if group % 2 == 0:
-            continue
         if 0x10 <= element <= 0xFF:
-            value = elem.value.decode("latin-1") if isinstance(elem.value, bytes) else str(elem.value or "")
+            value = ds[tag].value
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
             creators[element] = value.strip(" \x00")
             continue
         creator = creators.get(element >> 8) if element >= 0x1000 else None
