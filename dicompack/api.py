@@ -18,7 +18,7 @@ from .check import check_fileset
 from .dicomdir import read_dicomdir, write_dicomdir_file
 from .errors import DeidentificationError, InvalidInputError, PackageInvalidError, StorageError, UsageError
 from . import package as pkg
-from .output import atomic_directory, atomic_file, check_destination, temp_prefix
+from .output import atomic_directory, atomic_file, check_destination, private_tempdir
 from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
                       SERIES_UID, STUDY_DATE, STUDY_DESCRIPTION, STUDY_UID,
                       Record, key_text, walk_all)
@@ -119,8 +119,7 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     output the staging folder is a (PID-tagged) sibling of the destination,
     so staged files are renamed into the File-set rather than copied."""
     from . import transform as tf
-    prefix = temp_prefix("stage") if stage_beside else "dicompack-stage-"
-    stage = stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=stage_beside))
+    stage = str(stack.enter_context(private_tempdir("stage", stage_beside)))
     if options.reid_recipients and options.deid is None:
         raise UsageError("--reid-recipient goes with --deidentify")
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -197,7 +196,7 @@ def _source_paths(sources, stack: ExitStack) -> list:
         if not hasattr(stream, "read"):
             raise UsageError(f"source {n} is neither a path, a binary stream nor a (name, stream) pair")
         if spool is None:
-            spool = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-src-")))
+            spool = stack.enter_context(private_tempdir("src"))
             paths.append(spool)
         with open(spool / f"{n:08d}", "wb") as f:
             shutil.copyfileobj(stream, f, 1 << 20)
@@ -544,7 +543,7 @@ def _open_package(path: Path, label: str, options: ReceiveOptions, stack: ExitSt
     if options.key is None and options.password is None:
         raise UsageError("secure package: give --key/--cert, --p12 or --password-file", where=label)
     from .container.cms import open_secure_package
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-")))
+    folder = stack.enter_context(private_tempdir("spool"))
     spool = folder / "package.zip"
     fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     done = [0]
@@ -567,8 +566,7 @@ def _as_path(src, stack) -> Path:
         if not path.exists():
             raise UsageError("no such file or folder", where=str(src))
         return path
-    tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-"))
-    spool = Path(tmpdir) / "package"
+    spool = stack.enter_context(private_tempdir("spool")) / "package"
     with open(spool, "wb") as f:
         shutil.copyfileobj(src, f, 1 << 20)
     return spool
@@ -675,7 +673,7 @@ def _open_secure_fileset(root: Path, options: ReceiveOptions, stack: ExitStack,
     """Decrypt and verify every Secure DICOM File into a private folder."""
     if options.key is None and options.password is None:
         raise UsageError("Secure DICOM Files: give --key/--cert, --p12 or --password-file", where=str(root))
-    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-spool-", dir=parent)))
+    work = stack.enter_context(private_tempdir("spool", parent))
     out = work / "fileset"
     secure = pkg.open_secure_fileset(root, out, key=options.key, cert=options.cert, password=options.password,
                                      trust=list(options.trust), allow_unsigned=options.allow_unsigned)
@@ -733,7 +731,7 @@ def reidentify(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: 
     from .deid.reid import restore
     with ExitStack() as stack:
         path = _as_path(src, stack)
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dicompack-reid-")))
+        work = stack.enter_context(private_tempdir("reid"))
         from . import receive
         if receive.sniff(path) == "fileset":
             root = path if path.is_dir() else path.parent

@@ -69,6 +69,21 @@ def check_destination(dest: Path, *, force: bool) -> None:
 
 
 @contextmanager
+def private_tempdir(kind: str, parent: Path | str | None = None):
+    """A private (0700) working folder for spools and staging, removed on
+    every exit path.  Its name carries our PID (``temp_prefix``), so a run
+    killed with SIGKILL leaves something the next run recognises and sweeps:
+    plaintext of a decrypted package must not outlive the process that made it."""
+    where = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    sweep_stale(where)
+    folder = Path(tempfile.mkdtemp(prefix=temp_prefix(f"dicompack-{kind}"), dir=where))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
 def atomic_directory(dest: Path, *, force: bool = False):
     """Yield a temporary directory that becomes ``dest`` on success."""
     dest = Path(dest)

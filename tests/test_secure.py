@@ -19,52 +19,16 @@ from dicompack.container import cms
 from dicompack.errors import DicompackError
 
 from .conftest import require_tool, run_cli
+from .support.pki import make_cert, name, save, standard_pki
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(cn, key, issuer_key=None, issuer=None, *, ca=False, start=-1, days=30):
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(issuer or _name(cn))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now + dt.timedelta(days=start)).not_valid_after(now + dt.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False,
-                                            key_encipherment=not ca, data_encipherment=False,
-                                            key_agreement=not ca, key_cert_sign=ca, crl_sign=ca,
-                                            encipher_only=False, decipher_only=False), critical=True))
-    return builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _save(folder: Path, stem: str, key, cert) -> None:
-    (folder / f"{stem}.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    (folder / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+# Kept under these names for the modules that import them from here.
+_cert, _save, _name = make_cert, save, name
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = _cert("Test CA", ca_key, ca=True, days=3650)
-    _save(d, "ca", ca_key, ca)
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _save(d, "otherca", other_key, _cert("Other CA", other_key, ca=True))
-    for stem, key, kwargs in [
-            ("signer", rsa.generate_private_key(public_exponent=65537, key_size=2048), {}),
-            ("ecsigner", ec.generate_private_key(ec.SECP256R1()), {}),
-            ("expired", rsa.generate_private_key(public_exponent=65537, key_size=2048), {"start": -30, "days": -1}),
-            ("recip", rsa.generate_private_key(public_exponent=65537, key_size=2048), {}),
-            ("ecrecip", ec.generate_private_key(ec.SECP256R1()), {}),
-            ("stranger", rsa.generate_private_key(public_exponent=65537, key_size=2048), {})]:
-        _save(d, stem, key, _cert(stem, key, ca_key, ca.subject, **kwargs))
-    rogue_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _save(d, "rogue", rogue_key, _cert("rogue", rogue_key, other_key, _name("Other CA")))
-    (d / "pw.txt").write_text("correct horse battery\n")
-    (d / "wrongpw.txt").write_text("wrong horse\n")
-    return d
+    return standard_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
