@@ -1,17 +1,13 @@
 """Secure packages against the real openssl, with keys made at test time."""
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,7 +111,9 @@ def test_openssl_made_packages_are_read(pki, package, tmp_path, how):
              "oaep": ["-aes256", "-recip", pki / "recip.pem", "-keyopt", "rsa_padding_mode:oaep"],
              "password": ["-aes256", "-pwri_password", "correct horse battery"]}[how]
     _openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-in", signed, "-out", theirs, *extra)
-    keys = ["--password-file", pki / "pw.txt"] if how == "password" else ["--key", pki / "recip.key", "--cert", pki / "recip.pem"]
+    # openssl's PWRI is PBKDF2-HMAC-SHA1 with 2,048 iterations, not configurable: --legacy accepts it.
+    keys = (["--password-file", pki / "pw.txt", "--legacy"] if how == "password"
+            else ["--key", pki / "recip.key", "--cert", pki / "recip.pem"])
     out = tmp_path / "restored"
     run_cli("unpack", theirs, "-o", out, *keys, "--trust", pki / "ca.pem", check=True)
     assert (out / "DICOMDIR").is_file()
@@ -176,7 +174,10 @@ def _signed_then_enveloped(pki, tmp_path, signer: str) -> Path:
     _openssl("cms", "-sign", "-nodetach", "-binary", "-outform", "DER", "-signer", pki / f"{signer}.pem",
              "-inkey", pki / f"{signer}.key", "-in", zipped, "-out", signed)
     out = tmp_path / f"{signer}.p7m"
-    _openssl("cms", "-encrypt", "-aes256", "-binary", "-outform", "DER", "-in", signed, "-out", out, pki / "recip.pem")
+    # AES-GCM: openssl writes no signingCertificateV2, so under AES-CBC an
+    # untrusted signer is the uniform exit 7 (tests/security/test_cert_binding.py).
+    _openssl("cms", "-encrypt", "-aes-256-gcm", "-binary", "-outform", "DER", "-in", signed, "-out", out,
+             pki / "recip.pem")
     return out
 
 
@@ -188,10 +189,11 @@ def test_untrusted_or_expired_signer(pki, tmp_path, case, code):
 
 
 def test_wrong_key_wrong_password_not_a_recipient(pki, package, tmp_path):
-    assert run_cli("verify", package, "--password-file", pki / "wrongpw.txt").returncode == 6
-    proc = run_cli("verify", package, "--key", pki / "stranger.key", "--cert", pki / "stranger.pem")
+    trust = ["--trust", pki / "ca.pem"]      # without anchors: exit 2 before any work (F7)
+    assert run_cli("verify", package, "--password-file", pki / "wrongpw.txt", *trust).returncode == 6
+    proc = run_cli("verify", package, "--key", pki / "stranger.key", "--cert", pki / "stranger.pem", *trust)
     assert proc.returncode == 6 and b"not a recipient" in proc.stderr
-    proc = run_cli("verify", package, "--key", pki / "stranger.key")
+    proc = run_cli("verify", package, "--key", pki / "stranger.key", *trust)
     assert proc.returncode == 6
 
 
@@ -226,24 +228,31 @@ def test_unsigned_needs_allow_unsigned(pki, example_corpus, tmp_path):
     src, _ = example_corpus
     out = tmp_path / "unsigned.p7m"
     run_cli("pack", src, "-o", out, "--recipient", pki / "recip.pem", "-q", check=True)
-    assert run_cli("verify", out, "--key", pki / "recip.key", "--cert", pki / "recip.pem").returncode == 9
+    trust = ["--trust", pki / "ca.pem"]      # without anchors: exit 2 before any work (F7)
+    assert run_cli("verify", out, "--key", pki / "recip.key", "--cert", pki / "recip.pem", *trust).returncode == 9
     dest = tmp_path / "u"
-    assert run_cli("unpack", out, "-o", dest, "--key", pki / "recip.key").returncode == 9
+    assert run_cli("unpack", out, "-o", dest, "--key", pki / "recip.key", *trust).returncode == 9
     assert not dest.exists()
     proc = run_cli("verify", out, "--key", pki / "recip.key", "--allow-unsigned", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["secure"]["signed"] is False
 
 
-def test_no_spool_left_behind(pki, package, tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
+def test_no_spool_left_behind(pki, package, tmp_path):
+    """An altered package fails at the digest check, after its whole
+    plaintext was spooled: the spool goes with the failure.  The exit code
+    and message prove the run got that far (a CLI dying on import leaves
+    nothing behind either)."""
+    import os
+    import sys
     bad = bytearray(package.read_bytes())
     bad[len(bad) // 2] ^= 1
     (tmp_path / "bad.p7m").write_bytes(bytes(bad))
-    import os
     env = dict(os.environ, TMPDIR=str(tmp_path / "t"))
     (tmp_path / "t").mkdir()
-    subprocess.run(["python", "-m", "dicompack.cli", "unpack", str(tmp_path / "bad.p7m"), "-o",
-                    str(tmp_path / "o"), *map(str, _recip_args(pki))], env=env, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "dicompack.cli", "unpack", str(tmp_path / "bad.p7m"), "-o",
+                           str(tmp_path / "o"), *map(str, _recip_args(pki))], env=env, capture_output=True)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stderr.startswith(b"dicompack: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert list((tmp_path / "t").iterdir()) == [] and not (tmp_path / "o").exists()
 
 

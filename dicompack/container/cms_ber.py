@@ -22,7 +22,13 @@ TAG_SEQUENCE = 0x30
 TAG_SET = 0x31
 
 MAX_ELEMENT = 32 << 20        # largest non-content element we read into memory
+# Deepest nesting of constructed elements we accept in any element handed to
+# asn1crypto (which parses recursively: a 5,000-deep attribute raised
+# RecursionError) and in constructed OCTET STRINGs.  Real CMS needs about 12.
 MAX_DEPTH = 32
+# Segments of a constructed OCTET STRING (see Reader.octets).
+SMALL_SEGMENT = 256
+MAX_SMALL_SEGMENTS = 65_536
 
 
 class BerError(Exception):
@@ -90,12 +96,20 @@ class Reader:
 
     # -- raw byte access
     def _fill(self, n: int) -> bool:
-        while len(self._buf) - self._off < n:
-            chunk = self._s.read(max(self._block, n))
+        avail = len(self._buf) - self._off
+        if avail >= n:
+            return True
+        parts = [self._buf[self._off:]]
+        while avail < n:
+            # Ask for what is missing at once: one copy per large element,
+            # not one per block (a 32 MiB element would copy quadratically).
+            chunk = self._s.read(max(self._block, n - avail))
             if not chunk:
+                self._buf, self._off = b"".join(parts), 0
                 return False
-            self._buf = self._buf[self._off:] + chunk
-            self._off = 0
+            parts.append(chunk)
+            avail += len(chunk)
+        self._buf, self._off = b"".join(parts), 0
         return True
 
     def peek(self, n: int) -> bytes:
@@ -207,13 +221,18 @@ class Reader:
 
     def element_rest(self, h: Header, limit: int = MAX_ELEMENT, depth: int = 0) -> bytes:
         """Remaining bytes of the element whose header was just read, returned
-        together with the header as one TLV (nested indefinite lengths kept)."""
+        together with the header as one TLV (nested indefinite lengths kept).
+        Its nesting depth is checked, definite parts included, so that what we
+        hand to asn1crypto can never exhaust Python's recursion limit."""
         if depth > MAX_DEPTH:
             raise BerError("nesting too deep", h.start)
         if h.length is not None:
             if h.length > limit:
                 raise BerError("element too large", h.start)
-            return h.raw + self.read(h.length)
+            data = h.raw + self.read(h.length)
+            if h.constructed:
+                check_nesting(data, MAX_DEPTH - depth, h.start)
+            return data
         parts = [h.raw]
         size = len(h.raw)
         while not self.at_eoc():
@@ -246,10 +265,20 @@ class Reader:
             raise BerError("empty INTEGER", h.start)
         return int.from_bytes(body, "big", signed=True)
 
-    def octets(self, h: Header, chunk: int = 1 << 20, depth: int = 0) -> Iterator[bytes]:
+    def octets(self, h: Header, chunk: int = 1 << 20, depth: int = 0,
+               small: list[int] | None = None) -> Iterator[bytes]:
         """Content of an OCTET STRING (any tag via IMPLICIT tagging) whose
         header is ``h``: primitive, or constructed of OCTET STRING segments,
-        definite or indefinite.  Yields pieces of at most ``chunk`` bytes."""
+        definite or indefinite.  Yields pieces of at most ``chunk`` bytes.
+
+        Segments cost ~1.4 us each whatever their size: empty segments are
+        refused, and segments shorter than SMALL_SEGMENT may number at most
+        MAX_SMALL_SEGMENTS plus one per KiB of content (``small`` counts
+        both across the nesting: [short segments, content bytes]), so
+        re-segmenting a ciphertext cannot multiply the work before any trust
+        decision.  Our writer and openssl write one short segment per chunk."""
+        if small is None:
+            small = [0, 0]
         if depth > MAX_DEPTH:
             raise BerError("nesting too deep", h.start)
         if not h.constructed:
@@ -257,6 +286,7 @@ class Reader:
             while left:
                 piece = self.read_some(min(chunk, left))
                 left -= len(piece)
+                small[1] += len(piece)
                 yield piece
             return
         while self.more(h):
@@ -264,8 +294,68 @@ class Reader:
             if not child.is_(0, TAG_OCTET_STRING):
                 raise BerError("constructed OCTET STRING holds a non-OCTET STRING segment",
                                child.start)
-            yield from self.octets(child, chunk, depth + 1)
+            if child.length == 0:
+                raise BerError("constructed OCTET STRING holds an empty segment", child.start)
+            if child.constructed or child.length < SMALL_SEGMENT:
+                small[0] += 1
+                if small[0] > MAX_SMALL_SEGMENTS + small[1] // 1024:
+                    raise BerError(f"constructed OCTET STRING holds too many segments shorter than "
+                                   f"{SMALL_SEGMENT} bytes ({small[0]:,} in {small[1]:,} bytes)", child.start)
+            yield from self.octets(child, chunk, depth + 1, small)
         self.close(h)
+
+
+def check_nesting(der: bytes, max_depth: int = MAX_DEPTH, base: int = 0) -> None:
+    """Raise BerError when the TLVs in ``der`` nest deeper than ``max_depth``
+    constructed levels or are not well framed.  Iterative (an explicit stack
+    of end offsets), so hostile depth costs no recursion; primitive contents
+    are skipped, not scanned."""
+    ends: list[int | None] = []         # end offset of each open constructed element (None: indefinite)
+    i, n = 0, len(der)
+    while i < n:
+        if ends and ends[-1] is None and der[i:i + 2] == EOC:
+            ends.pop()
+            i += 2
+            continue
+        start = i
+        first = der[i]
+        i += 1
+        if first & 0x1F == 0x1F:                # high tag number form
+            for _ in range(5):
+                if i >= n:
+                    raise BerError("unexpected end of data", base + start)
+                i += 1
+                if not der[i - 1] & 0x80:
+                    break
+            else:
+                raise BerError("tag number too long", base + start)
+        if i >= n:
+            raise BerError("unexpected end of data", base + start)
+        lb = der[i]
+        i += 1
+        if lb == 0x80:
+            length = None
+            if not first & 0x20:
+                raise BerError("indefinite length on a primitive element", base + start)
+        elif lb < 0x80:
+            length = lb
+        else:
+            k = lb & 0x7F
+            if k > 8 or lb == 0xFF:
+                raise BerError("length too long", base + start)
+            length = int.from_bytes(der[i:i + k], "big")
+            i += k
+        end = None if length is None else i + length
+        if end is not None and (end > n or any(e is not None and end > e for e in ends[-1:])):
+            raise BerError("element overruns its parent", base + start)
+        if first & 0x20:
+            ends.append(end)
+            if len(ends) > max_depth + 1:       # the element itself is level 0
+                raise BerError("nesting too deep", base + start)
+        else:
+            i = end
+        while ends and ends[-1] is not None and i >= ends[-1]:
+            ends.pop()
 
 
 class ChunkStream:
@@ -278,17 +368,19 @@ class ChunkStream:
         self.done = False
 
     def read(self, n: int = -1) -> bytes:
-        while len(self._buf) - self._off < (n if n >= 0 else 1 << 62) and not self.done:
-            try:
-                nxt = next(self._it)
-            except StopIteration:
-                self.done = True
-                break
-            if nxt:
-                self._buf = self._buf[self._off:] + nxt
-                self._off = 0
-            if n < 0:
-                continue
+        want = n if n >= 0 else 1 << 62
+        avail = len(self._buf) - self._off
+        if avail < want and not self.done:
+            parts = [self._buf[self._off:]]
+            while avail < want:
+                try:
+                    nxt = next(self._it)
+                except StopIteration:
+                    self.done = True
+                    break
+                parts.append(nxt)
+                avail += len(nxt)
+            self._buf, self._off = b"".join(parts), 0
         if n < 0:
             out = self._buf[self._off:]
             self._buf, self._off = b"", 0

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from ..errors import (DecryptionError, PackageInvalidError, SignatureInvalidError,
-                      SignerUntrustedError, UsageError)
+from ..errors import (DecryptionError, DicompackError, PackageInvalidError, SignatureInvalidError,
+                      UsageError)
 from . import cms_asn1 as A
 
 try:  # cryptography >= 43 moved 3DES to "decrepit"
@@ -30,7 +30,21 @@ except ImportError:  # pragma: no cover
 HASHES = {"sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
           "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 WRITE_DIGESTS = ("sha256", "sha384", "sha512")
-MAX_PBKDF2_ITERATIONS = 10_000_000
+
+# Work a package may ask of us before anything about it is trusted
+# (spec/package.md, "Limits on receipt").  OWASP (2023) recommends 600,000
+# PBKDF2-HMAC-SHA256 iterations (our default) and 1,300,000 for HMAC-SHA1;
+# 5,000,000 leaves room for future raises while bounding the worst case to
+# MAX_PASSWORD_ATTEMPTS x 5,000,000 iterations (about 2 s of SHA-256 here).
+MAX_PBKDF2_ITERATIONS = 5_000_000
+# Below this a sender chose a password hash an eavesdropper can brute-force
+# cheaply; ``openssl cms -pwri_password`` (3.0) writes 2,048 iterations of
+# HMAC-SHA1, readable with ``--legacy`` only (floor LEGACY_MIN_PBKDF2_ITERATIONS,
+# the RFC 8018 minimum).
+MIN_PBKDF2_ITERATIONS = 10_000
+LEGACY_MIN_PBKDF2_ITERATIONS = 1_000
+MAX_RECIPIENTS = 64            # recipient infos (each kari's recipientEncryptedKeys counted)
+MAX_PASSWORD_ATTEMPTS = 4      # password recipient infos we derive a key for
 
 # name -> (asn1 name, key size, block size, mode)
 CIPHERS = {
@@ -120,8 +134,11 @@ class ContentDecryptor:
             raise PackageInvalidError("malformed content-encryption parameters",
                                       where=where) from None
         if mode == "gcm":
-            if not iv or len(iv) > 64 or self.icvlen not in (12, 13, 14, 15, 16):
-                raise PackageInvalidError("bad GCM parameters", where=where)
+            # RFC 5084 allows other sizes, but a short nonce repeats and a short
+            # tag is forgeable; 12 and 16 are what we and OpenSSL write.
+            if not isinstance(iv, bytes) or len(iv) != 12 or self.icvlen != 16:
+                raise PackageInvalidError("GCM parameters refused: the nonce must be 12 bytes and "
+                                          "the tag 16 bytes", where=where)
             self._dec = Cipher(algorithms.AES(key), modes.GCM(iv)).decryptor()
             self._unpad = None
         else:
@@ -230,17 +247,33 @@ def build_ktri(cert: x509.Certificate, cek: bytes, mode: str) -> A.RecipientInfo
         "key_encryption_algorithm": alg, "encrypted_key": enc}))
 
 
-def unwrap_ktri(ktri, key: rsa.RSAPrivateKey) -> bytes:
+def is_pkcs1v15(ktri) -> bool:
+    return ktri["key_encryption_algorithm"]["algorithm"].native in ("rsaes_pkcs1v15", "rsa")
+
+
+def unwrap_ktri(ktri, key: rsa.RSAPrivateKey, key_length: int = 32) -> bytes:
+    """The CEK.  OAEP: raises ValueError for a wrong key (OpenSSL's OAEP
+    decoding fails as one constant-time error, so this exit-6 answer tells an
+    attacker only that the ciphertext was not made for this key: no Manger
+    oracle).  PKCS#1 v1.5: never fails (RFC 3218 2.3.2 against Bleichenbacher):
+    a bad padding or a key of the wrong length yields a random CEK, so the
+    failure surfaces later as the same integrity error as any wrong CEK.
+    (cryptography 48 / OpenSSL 3.2+ already do implicit rejection, returning
+    a pseudo-random message of pseudo-random length, and still raise for
+    some inputs; the length check would be an oracle on its own.)"""
     alg = ktri["key_encryption_algorithm"]
     name = alg["algorithm"].native
     enc = ktri["encrypted_key"].native
     if name == "rsaes_oaep":
-        pad = _oaep(alg["parameters"])
-    elif name in ("rsaes_pkcs1v15", "rsa"):
-        pad = padding.PKCS1v15()
-    else:
+        return key.decrypt(enc, _oaep(alg["parameters"]))
+    if not is_pkcs1v15(ktri):
         raise ValueError(f"unsupported key-transport algorithm {name}")
-    return key.decrypt(enc, pad)
+    fallback = os.urandom(key_length)       # drawn first: same work on both paths
+    try:
+        cek = key.decrypt(enc, padding.PKCS1v15())
+    except ValueError:
+        return fallback
+    return cek if len(cek) == key_length else fallback
 
 
 # ------------------------------------------------------------ RFC 3211 PWRI
@@ -296,7 +329,36 @@ def build_pwri(password: bytes, iterations: int, cek: bytes) -> A.RecipientInfo:
         "key_encryption_algorithm": kea, "encrypted_key": wrapped}))
 
 
-def unwrap_pwri(pwri, password: bytes) -> bytes | None:
+# Cost of one PBKDF2 iteration relative to HMAC-SHA256, measured with
+# cryptography 48 on x86-64 (SHA-256 has CPU instructions, SHA-1 and SHA-512
+# do not): MAX_PBKDF2_ITERATIONS is a budget of SHA-256 iterations, so a
+# package cannot ask ~5x the work by naming HMAC-SHA512 (F15: 4 x 5,000,000
+# SHA-512 iterations took 11 s).  Limits: SHA-256 5,000,000, SHA-1 (--legacy)
+# 1,666,666, SHA-384/512 1,000,000 (OWASP recommends 210,000 for SHA-512).
+_PBKDF2_PRF_COST = {"sha256": 1, "sha1": 3, "sha384": 5, "sha512": 5}
+
+
+def _pbkdf2_policy(prf: str, iterations: int, salt: bytes, legacy: bool, where: str) -> None:
+    """Refuse, before deriving, parameters that cost us too much or that a
+    sender should not have chosen (the caller's --legacy relaxes the latter)."""
+    most = MAX_PBKDF2_ITERATIONS // _PBKDF2_PRF_COST.get(prf, 5)
+    if iterations > most:
+        raise PackageInvalidError(f"PBKDF2 iteration count {iterations:,} above the limit of "
+                                  f"{most:,} for HMAC-{prf.upper()}", where=where)
+    floor = LEGACY_MIN_PBKDF2_ITERATIONS if legacy else MIN_PBKDF2_ITERATIONS
+    if iterations < floor:
+        raise PackageInvalidError(f"PBKDF2 iteration count {iterations:,} is too weak (at least "
+                                  f"{floor:,}" + ("" if legacy else "; --legacy accepts 1,000") + ")",
+                                  where=where)
+    if prf == "sha1" and not legacy:
+        raise PackageInvalidError("PBKDF2 with HMAC-SHA1 (openssl's default) is accepted only "
+                                  "with --legacy", where=where)
+    if len(salt) < 8:
+        raise PackageInvalidError("PBKDF2 salt shorter than 8 bytes", where=where)
+
+
+def unwrap_pwri(pwri, password: bytes, legacy: bool = False,
+                where: str = "EnvelopedData.recipientInfos") -> bytes | None:
     """The CEK, or None when the password is wrong."""
     kea = pwri["key_encryption_algorithm"]
     if kea["algorithm"].native != "pwri_kek":
@@ -318,14 +380,14 @@ def unwrap_pwri(pwri, password: bytes) -> bytes | None:
     if p["salt"].name != "specified":
         raise ValueError("unsupported PBKDF2 salt source")
     iters = p["iteration_count"].native
-    if not 1 <= iters <= MAX_PBKDF2_ITERATIONS:
-        raise ValueError("PBKDF2 iteration count out of range")
     if p["key_length"].native not in (None, keylen):
         raise ValueError("PBKDF2 key length does not match the KEK cipher")
     prf = p["prf"]["algorithm"].native
-    if prf not in HASHES:
+    if prf not in HASHES or prf == "sha224":
         raise ValueError(f"unsupported PBKDF2 PRF {prf}")
-    kek = PBKDF2HMAC(HASHES[prf](), keylen, p["salt"].chosen.native, iters).derive(password)
+    salt = p["salt"].chosen.native
+    _pbkdf2_policy(prf, iters, salt, legacy, where)
+    kek = PBKDF2HMAC(HASHES[prf](), keylen, salt, iters).derive(password)
     return _pwri_unwrap(kek_name, kek, iv, pwri["encrypted_key"].native)
 
 
@@ -391,10 +453,33 @@ def unwrap_kari(kari, rek, key: ec.EllipticCurvePrivateKey) -> bytes:
 
 # ------------------------------------------------------------ recipients (read)
 
-def recover_cek(rinfos, *, key=None, cert=None, password=None) -> tuple[bytes, str]:
+def _count_recipients(rinfos) -> int:
+    total = 0
+    for ri in rinfos:
+        total += len(ri.chosen["recipient_encrypted_keys"]) if ri.name == "kari" else 1
+    return total
+
+
+def recover_cek(rinfos, *, key=None, cert=None, password=None, content_key_length: int | None = None,
+                legacy: bool = False) -> tuple[bytes, str]:
     """Try every RecipientInfo that ``key``/``cert``/``password`` can open.
-    Returns (cek, description) or raises DecryptionError."""
-    tried = 0
+    Returns (cek, description) or raises DecryptionError.
+
+    ``content_key_length`` (the content cipher's key size) lets PKCS#1 v1.5
+    key transport substitute a random CEK of the right size on failure
+    (RFC 3218 2.3.2), see ``unwrap_ktri``.  Work is bounded before anything
+    is trusted: at most MAX_RECIPIENTS recipients and MAX_PASSWORD_ATTEMPTS
+    PBKDF2 derivations, each within the iteration limits."""
+    key_length = content_key_length or 32
+    try:
+        count = _count_recipients(rinfos)
+    except Exception:  # noqa: BLE001 - asn1crypto lazy parse errors
+        raise PackageInvalidError("malformed recipient infos", where="EnvelopedData.recipientInfos") from None
+    if count > MAX_RECIPIENTS:
+        raise PackageInvalidError(f"{count} recipients: more than the limit of {MAX_RECIPIENTS}",
+                                  where="EnvelopedData.recipientInfos")
+    tried = passwords_tried = 0
+    implicit_rejection = None           # random CEK of a PKCS#1 v1.5 recipient that did not open
     for i, ri in enumerate(rinfos):
         where = f"EnvelopedData.recipientInfos[{i}]"
         kind = ri.name
@@ -404,12 +489,21 @@ def recover_cek(rinfos, *, key=None, cert=None, password=None) -> tuple[bytes, s
                 if cert is not None and not rid_matches(info["rid"], cert):
                     continue
                 tried += 1
+                alg = info["key_encryption_algorithm"]["algorithm"].native
+                label = f"ktri {alg} {describe_cert(cert) if cert else '(private key)'}"
+                if is_pkcs1v15(info):
+                    cek = unwrap_ktri(info, key, key_length)
+                    if cert is not None:
+                        return cek, label       # ours by rid: success and failure look the same
+                    # No certificate to pick our recipient info: try the others
+                    # first, fall back on this (possibly random) key.
+                    implicit_rejection = implicit_rejection or (cek, label)
+                    continue
                 try:
-                    cek = unwrap_ktri(info, key)
+                    cek = unwrap_ktri(info, key, key_length)
                 except ValueError:
                     continue
-                alg = info["key_encryption_algorithm"]["algorithm"].native
-                return cek, f"ktri {alg} {describe_cert(cert) if cert else '(private key)'}"
+                return cek, label
             if kind == "kari" and isinstance(key, ec.EllipticCurvePrivateKey):
                 for rek in info["recipient_encrypted_keys"]:
                     if cert is not None and not rid_matches(rek["rid"], cert):
@@ -418,25 +512,35 @@ def recover_cek(rinfos, *, key=None, cert=None, password=None) -> tuple[bytes, s
                     try:
                         cek = unwrap_kari(info, rek, key)
                     except (ValueError, InvalidUnwrap):
-                        continue
+                        continue      # AES key wrap is authenticated: no oracle to hide
                     alg = info["key_encryption_algorithm"]["algorithm"].native
                     return cek, f"kari {alg} {describe_cert(cert) if cert else '(private key)'}"
             if kind == "pwri" and password is not None:
+                if passwords_tried >= MAX_PASSWORD_ATTEMPTS:
+                    break
                 tried += 1
-                cek = unwrap_pwri(info, password)
+                passwords_tried += 1
+                cek = unwrap_pwri(info, password, legacy, where)
                 if cek is not None:
                     return cek, "pwri pbkdf2"
+        except DicompackError:
+            raise
         except (ValueError, TypeError, KeyError, UnsupportedAlgorithm) as exc:
             raise PackageInvalidError(f"unusable recipient info ({type(exc).__name__}: "
                                       f"{_safe(exc)})", where=where) from None
         except Exception as exc:  # noqa: BLE001 - asn1crypto lazy parse errors
             raise PackageInvalidError(f"malformed recipient info ({type(exc).__name__})",
                                       where=where) from None
+    if implicit_rejection is not None:
+        return implicit_rejection
     if key is None and password is None:
         raise DecryptionError("no private key or password given to open the package")
     if not tried:
         raise DecryptionError("not a recipient of this package (no matching recipient info)",
                               where="EnvelopedData.recipientInfos")
+    if passwords_tried >= MAX_PASSWORD_ATTEMPTS:
+        raise DecryptionError(f"wrong key or wrong password (tried the first {MAX_PASSWORD_ATTEMPTS} "
+                              "password recipient infos)", where="EnvelopedData.recipientInfos")
     raise DecryptionError("wrong key or wrong password: no recipient info could be opened",
                           where="EnvelopedData.recipientInfos")
 
@@ -472,10 +576,11 @@ def signature_params(key, digest: str, rsa_padding: str):
 
 
 def verify_signature(pub, sig_alg: algos.SignedDigestAlgorithm, digest_name: str,
-                     signature: bytes, data: bytes | None, prehashed: bytes | None) -> str:
+                     signature: bytes, data: bytes | None, prehashed: bytes | None,
+                     where: str = "SignedData.signerInfos[0].signature") -> str:
     """Verify; returns a label of the signature algorithm.  Raises
-    SignatureInvalidError on mismatch, PackageInvalidError if unsupported."""
-    where = "SignedData.signerInfos[0].signature"
+    SignatureInvalidError on mismatch, PackageInvalidError if unsupported.
+    ``pub`` must have passed trust.check_public_key (bounded cost)."""
     try:
         salgo = sig_alg.signature_algo
     except ValueError:
@@ -523,86 +628,7 @@ def verify_signature(pub, sig_alg: algos.SignedDigestAlgorithm, digest_name: str
 
 
 # ------------------------------------------------------------ certificate path
-
-def _valid_at(cert: x509.Certificate, when: datetime) -> bool:
-    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
-
-
-def _ext(cert, cls):
-    try:
-        return cert.extensions.get_extension_for_class(cls).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def validate_chain(signer: x509.Certificate, pool: list[x509.Certificate],
-                   trust: list[x509.Certificate], times: list[datetime]) -> list[x509.Certificate]:
-    """Path signer -> ... -> trust anchor; raises SignerUntrustedError."""
-    where = "SignedData.certificates"
-    if not trust:
-        raise SignerUntrustedError("no trust anchors given: cannot establish trust in "
-                                   "the signer", where=where)
-    trust_der = {c.public_bytes(_DER) for c in trust}
-    try:
-        ku = _ext(signer, x509.KeyUsage)
-    except ValueError:
-        raise SignerUntrustedError("signer certificate has malformed extensions",
-                                   where=where) from None
-    if ku is not None and not (ku.digital_signature or ku.content_commitment):
-        raise SignerUntrustedError("signer certificate keyUsage allows neither "
-                                   "digitalSignature nor nonRepudiation", where=where)
-    path = [signer]
-    cur = signer
-    anchored = signer.public_bytes(_DER) in trust_der
-    while not anchored:
-        if len(path) > 10:
-            raise SignerUntrustedError("certificate path too long", where=where)
-        nxt = None
-        for cand, is_anchor in [(c, True) for c in trust] + [(c, False) for c in pool]:
-            if any(cand.public_bytes(_DER) == p.public_bytes(_DER) for p in path):
-                continue
-            if cand.subject != cur.issuer:
-                continue
-            try:
-                cur.verify_directly_issued_by(cand)
-            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-                continue
-            nxt = cand
-            anchored = is_anchor or cand.public_bytes(_DER) in trust_der
-            break
-        if nxt is None:
-            raise SignerUntrustedError(
-                f"no chain from signer {signer.subject.rfc4514_string()} to a trust anchor",
-                where=where)
-        path.append(nxt)
-        cur = nxt
-    for cert in path:
-        for when in times:
-            if not _valid_at(cert, when):
-                raise SignerUntrustedError(
-                    f"certificate {cert.subject.rfc4514_string()} is not valid at "
-                    f"{when.isoformat()} (expired or not yet valid)", where=where)
-    for depth, ca in enumerate(path[1:]):
-        try:
-            bc = _ext(ca, x509.BasicConstraints)
-            cku = _ext(ca, x509.KeyUsage)
-        except ValueError:
-            raise SignerUntrustedError("issuer certificate has malformed extensions",
-                                       where=where) from None
-        name = ca.subject.rfc4514_string()
-        if bc is None or not bc.ca:
-            raise SignerUntrustedError(f"issuer {name} is not a CA (basicConstraints)",
-                                       where=where)
-        if bc.path_length is not None and depth > bc.path_length:
-            raise SignerUntrustedError(f"issuer {name} pathLenConstraint exceeded", where=where)
-        if cku is not None and not cku.key_cert_sign:
-            raise SignerUntrustedError(f"issuer {name} keyUsage lacks keyCertSign", where=where)
-    return path
-
-
-from cryptography.hazmat.primitives.serialization import Encoding as _Enc  # noqa: E402
-
-_DER = _Enc.DER
+# Signer trust (path validation, key limits, EKU) lives in trust.py.
 
 
 def utcnow() -> datetime:
