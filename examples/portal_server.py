@@ -5,18 +5,26 @@
 
 GET  /download   streams `dicompack.pack(STUDY_DIR)` as a secure package
                  (application/pkcs7-mime), chunk by chunk, never held in memory.
-POST /upload     accepts a secure package, `verify`s it, then `unpack`s it into
-                 ./received/<n>; answers with the JSON report, or 4xx with the
-                 error's one-line message.
+POST /upload     accepts a secure package and `unpack`s it (verify first,
+                 then restore) into ./received/<n>; answers with the JSON report.
+
+The receive policy is the library's: the portal holds a key and a trust
+anchor, so every upload must be encrypted for it and signed by a trusted
+signer; a plain ZIP, an unsigned or untrusted package is refused.
 
 Binds to 127.0.0.1 only.  Every failure becomes a clean HTTP answer: the
-library raises only `dicompack.DicompackError` subclasses.
+library raises only `dicompack.DicompackError` subclasses.  A malformed
+upload (exit codes below 6) gets 400 with the error's one-line message; a
+rejected one (decryption, signature, trust, unsigned or plain: 6 and up)
+gets one generic 403 body, so an uploader learns nothing about our keys or
+trust anchors: the details go to the server log (stderr) only.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +35,7 @@ from dicompack import keys
 from dicompack.container.cms import CertRecipient, Signer
 
 _COUNTER = itertools.count(1)
+REJECTED = {"error": "package rejected"}
 
 
 class _ChunkedWriter:
@@ -94,16 +103,20 @@ def make_handler(study: Path, pack_options: dicompack.PackOptions, receive_optio
                     body.write(chunk)
                     length -= len(chunk)
                 body.seek(0)
+                target = inbox / f"upload-{next(_COUNTER):04d}"
                 try:
-                    report = dicompack.verify(body, receive_options)
-                    if not report.ok:
-                        return self._json(422, report.to_dict())
-                    body.seek(0)
-                    target = inbox / f"upload-{next(_COUNTER):04d}"
                     done = dicompack.unpack(body, target, receive_options)
                 except dicompack.DicompackError as err:
-                    return self._json(400 if err.exit_code < 6 else 403, err.to_dict())
-            self._json(200, {"verify": report.to_dict(), "restored": done.output, "files": done.files})
+                    return self._refuse(err)
+            self._json(200, {"verify": done.verify, "policy": done.policy, "restored": done.output,
+                             "files": done.files})
+
+        def _refuse(self, err: dicompack.DicompackError) -> None:
+            print(f"portal: upload refused: {type(err).__name__} (exit {err.exit_code}): {err}",
+                  file=sys.stderr, flush=True)
+            if err.exit_code >= 6:
+                return self._json(403, REJECTED)
+            return self._json(400, err.to_dict())
 
     return Handler
 
