@@ -215,7 +215,8 @@ def test_reidentification_round_trip(example_corpus, tmp_path):
             check=True)
     assert b"Doe^John" not in package.read_bytes() and "山田".encode() not in package.read_bytes()
     out = tmp_path / "restored"
-    proc = run_cli("reidentify", package, "-o", out, "--key", key, "--cert", cert)
+    # A re-identification key is key material: the plain ZIP needs --allow-plain (receive policy).
+    proc = run_cli("reidentify", package, "-o", out, "--key", key, "--cert", cert, "--allow-plain")
     assert proc.returncode == 0, proc.stderr
     restored = {str(pydicom.dcmread(p).SOPInstanceUID): pydicom.dcmread(p) for p in out.rglob("IM*")}
     assert set(restored) == set(info["instances"])
@@ -226,7 +227,8 @@ def test_reidentification_round_trip(example_corpus, tmp_path):
             assert mine[elem.tag] == elem, (rel, elem.tag)
         assert not [e.tag for e in mine if e.tag not in original]
     wrong_cert, wrong_key = make_recipient(tmp_path / "other")
-    proc = run_cli("reidentify", package, "-o", tmp_path / "never", "--key", wrong_key, "--cert", wrong_cert)
+    proc = run_cli("reidentify", package, "-o", tmp_path / "never", "--key", wrong_key, "--cert", wrong_cert,
+                   "--allow-plain")
     assert proc.returncode == 6 and not (tmp_path / "never").exists()
 
 
