@@ -108,6 +108,10 @@ def load_pkcs12(path, password: bytes | None):
     except Exception:  # noqa: BLE001
         raise KeyMaterialError("cannot open PKCS#12 bundle (unsupported format)",
                                where=where) from None
+    if key is not None and cert is None and chain:
+        # OpenSSL pairs the key with the certificate holding its public key.
+        raise KeyMaterialError("no certificate in the PKCS#12 bundle matches its private key",
+                               where=where)
     if key is None or cert is None:
         raise KeyMaterialError("PKCS#12 bundle lacks a private key or its certificate",
                                where=where)
@@ -131,6 +135,25 @@ def check_pwri_password(password: bytes, where: str | None = None) -> bytes:
     return bytes(password)
 
 
+# A package password is the only thing between an outsider holding the
+# package and the PHI in it, and it is attacked offline: a guess costs one
+# PBKDF2 run, with no lockout.  12 characters is the OWASP ASVS 4.0 V2.1.1
+# minimum for user-set passwords; the PS3.15 D.1 repertoire caps the
+# alphabet at the 95 printable ASCII characters.  Receiving accepts any
+# password (the sender chose it; refusing it would only lock the data out).
+MIN_PACKAGE_PASSWORD = 12
+
+
+def check_new_password(password: bytes, where: str | None = None) -> bytes:
+    """A password to encrypt a package with: printable ASCII, at least
+    ``MIN_PACKAGE_PASSWORD`` characters.  Never quoted in the error."""
+    password = check_pwri_password(password, where=where)
+    if len(password) < MIN_PACKAGE_PASSWORD:
+        raise KeyMaterialError(f"package password is too short: use at least {MIN_PACKAGE_PASSWORD} "
+                               "printable ASCII characters (a passphrase of several words)", where=where)
+    return password
+
+
 def read_password_file(path) -> bytes:
     """The password in ``path`` minus one trailing newline (LF or CRLF)."""
     where = os.fspath(path)
@@ -147,3 +170,89 @@ def read_password_file(path) -> bytes:
     elif data.endswith(b"\n"):
         data = data[:-1]
     return check_pwri_password(data, where=where)
+
+
+# ---------------------------------------------------------------- packing checks
+# Mistakes in the sender's key material are refused when packing (exit 2):
+# left alone they reach the receiver as "not a recipient", "signer
+# untrusted" or, worse, "the package was altered".
+
+MIN_RSA_BITS = 2048          # NIST SP 800-57 Part 1: 112-bit security and up
+MIN_EC_BITS = 256            # P-256 and larger curves
+
+
+def _check_public_key(key, where: str | None, role: str) -> None:
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyMaterialError(f"{role} RSA key of {key.key_size} bits is too weak "
+                                   f"(at least {MIN_RSA_BITS})", where=where)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.key_size < MIN_EC_BITS:
+            raise KeyMaterialError(f"{role} EC key on {key.curve.name} is too weak "
+                                   f"(at least {MIN_EC_BITS}-bit curves)", where=where)
+    else:
+        raise KeyMaterialError(f"{role} key type {type(key).__name__} is not usable "
+                               "(RSA or EC keys only)", where=where)
+
+
+def _cert_public_key(cert: x509.Certificate, where: str | None, role: str):
+    try:
+        return cert.public_key()
+    except Exception:  # noqa: BLE001 - unsupported or malformed SubjectPublicKeyInfo
+        raise KeyMaterialError(f"{role} certificate has an unusable public key", where=where) from None
+
+
+def _key_usage(cert: x509.Certificate, where: str | None, role: str):
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError:
+        raise KeyMaterialError(f"{role} certificate has malformed extensions", where=where) from None
+
+
+def _check_validity(cert: x509.Certificate, where: str | None, role: str) -> None:
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc)
+    if now > cert.not_valid_after_utc:
+        raise KeyMaterialError(f"{role} certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}",
+                               where=where)
+    if now < cert.not_valid_before_utc:
+        raise KeyMaterialError(f"{role} certificate is not valid before "
+                               f"{cert.not_valid_before_utc:%Y-%m-%d}", where=where)
+
+
+def check_recipient_certificate(cert: x509.Certificate, where: str | None = None) -> x509.Certificate:
+    """A certificate to encrypt for: a strong RSA or EC key, valid today,
+    whose keyUsage (when present) allows key transport (RSA) or key
+    agreement (EC)."""
+    key = _cert_public_key(cert, where, "recipient")
+    _check_public_key(key, where, "recipient")
+    _check_validity(cert, where, "recipient")
+    usage = _key_usage(cert, where, "recipient")
+    if usage is not None:
+        if isinstance(key, rsa.RSAPublicKey) and not usage.key_encipherment:
+            raise KeyMaterialError("recipient certificate keyUsage does not allow keyEncipherment "
+                                   "(is this a signing certificate?)", where=where)
+        if isinstance(key, ec.EllipticCurvePublicKey) and not usage.key_agreement:
+            raise KeyMaterialError("recipient certificate keyUsage does not allow keyAgreement "
+                                   "(is this a signing certificate?)", where=where)
+    return cert
+
+
+def check_signer(key, cert: x509.Certificate, where: str | None = None) -> None:
+    """The signer's key must be the private half of its certificate's key
+    (else every receiver reports the package as altered), strong, and the
+    certificate usable for signing today (else receivers report it untrusted)."""
+    _check_key_type(key, where)
+    public = _cert_public_key(cert, where, "signer")
+    _check_public_key(public, where, "signer")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, spki) != public.public_bytes(der, spki):
+        raise KeyMaterialError("signer private key does not match the signer certificate", where=where)
+    _check_validity(cert, where, "signer")
+    usage = _key_usage(cert, where, "signer")
+    if usage is not None and not (usage.digital_signature or usage.content_commitment):
+        raise KeyMaterialError("signer certificate keyUsage allows neither digitalSignature nor "
+                               "nonRepudiation", where=where)
