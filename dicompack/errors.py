@@ -81,7 +81,9 @@ class SignerUntrustedError(DicompackError):
 
 
 class UnsignedPackageError(DicompackError):
-    """The package carries no signature and --allow-unsigned was not given."""
+    """The receive policy requires a signed (and encrypted) package, and this
+    one, or one of its volumes or files, carries no signature (relaxed by
+    --allow-unsigned) or is not encrypted at all (relaxed by --allow-plain)."""
     exit_code = 9
 
 
@@ -107,6 +109,19 @@ class StorageError(DicompackError):
 class CancelledError(DicompackError):
     """The caller's progress callback asked to stop."""
     exit_code = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """A signal asked the process to stop (SIGTERM from systemd, ``timeout``
+    or Kubernetes; SIGINT).  The CLI raises it from its signal handler so
+    that every ``finally`` runs: spools and partial outputs are removed,
+    workers stopped, the terminal restored.  A KeyboardInterrupt, not a
+    DicompackError: ``except Exception`` must not swallow it on the way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum     # the shell's convention: 143 for SIGTERM, 130 for SIGINT
 
 
 EXIT_CODES = {cls.__name__: cls.exit_code for cls in (

@@ -1,10 +1,17 @@
-"""One place that decides how worker processes are started."""
+"""One place that decides how worker processes are started and stopped."""
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 import threading
+import warnings
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+
+# How long the pool's manager thread gets to notice its workers were stopped.
+STOP_GRACE_SECONDS = 5.0
 
 
 def _context():
@@ -17,10 +24,90 @@ def _context():
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies, even by
+    SIGKILL; otherwise it would wait for work forever (it holds the write
+    end of its own task queue, so the queue never reports end of file)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:      # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _warnings_silenced() -> bool:
+    """Has our caller (the CLI) silenced library warnings?  Its workers must
+    be as quiet: forkserver and spawn workers do not inherit the filters.
+    The first filter that matches any UserWarning from anywhere decides
+    (libraries put narrow filters of their own in front at import time)."""
+    for action, message, category, module, lineno in warnings.filters:
+        if message is None and module is None and not lineno and issubclass(UserWarning, category):
+            return action == "ignore"
+    return False
+
+
+def _worker_setup(initializer, initargs: tuple, silence_warnings: bool) -> None:
+    """Runs first in every worker.  Workers never decide to stop on their
+    own: Ctrl-C and ``timeout``/systemd's SIGTERM reach the whole process
+    group, and a worker that died first would surface in the parent as a
+    broken pool instead of a clean cancellation.  The parent, which cleans
+    up, stops them (``stop``).  This also drops the CLI's handler a forked
+    worker inherits, which would turn SIGTERM into an exception the pool
+    reports before carrying on with the next task."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    if silence_warnings:
+        warnings.simplefilter("ignore")
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def process_pool(jobs: int | None = None, *, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
-    """A process pool that is safe to create from any thread."""
+    """A process pool that is safe to create from any thread.  Prefer
+    ``worker_pool``, which also stops the workers when the caller fails."""
     return ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1, mp_context=_context(),
-                               initializer=initializer, initargs=initargs)
+                               initializer=_worker_setup,
+                               initargs=(initializer, initargs, _warnings_silenced()))
+
+
+@contextmanager
+def worker_pool(jobs: int | None = None, *, initializer=None, initargs: tuple = ()):
+    """``process_pool`` for a ``with`` block: on success the workers finish
+    and exit; on any exception (an error, Ctrl-C, SIGTERM turned into an
+    exception by the CLI) they are stopped at once, before the caller's own
+    cleanup removes the folders they may be writing into."""
+    pool = process_pool(jobs, initializer=initializer, initargs=initargs)
+    try:
+        yield pool
+    except BaseException:
+        stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and end the running workers now: waiting for them
+    (``shutdown(wait=True)``) could mean minutes of J2K encoding into a
+    staging folder that is about to be removed.  SIGKILL: workers ignore
+    SIGTERM (see ``_worker_setup``) and hold nothing worth saving."""
+    # ProcessPoolExecutor offers no public way to end running workers before
+    # Python 3.14 (kill_workers); the process table is read before shutdown
+    # drops it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join()
+    if manager is not None:     # it notices the ended workers and exits
+        manager.join(STOP_GRACE_SECONDS)
 
 
 def shared_counter():
