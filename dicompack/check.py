@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Iterable, Iterator
 
-from .dicomdir import DICOMDIR_SOP_CLASS, DicomDir, Finding, read_dicomdir
+from .dicomdir import DICOMDIR_SOP_CLASS, DicomDir, Finding, read_index
 from .errors import PackageInvalidError
 from .fileset import valid_file_id
 from .records import (Record, is_single_level, key_bytes, known_record_types,
@@ -28,26 +29,61 @@ def record_where(rec: Record) -> str:
     return f"{rec.type} record at byte {rec.offset}" + (f" ({fid})" if fid else "")
 
 
-def check_fileset(root: Path, *, jobs: int | None = None) -> tuple[DicomDir | None, list[Finding], int]:
-    """Check the File-set rooted at ``root``; return (dicomdir, findings, files)."""
+def check_fileset(root: Path, *, jobs: int | None = None,
+                  dicomdir: Path | None = None) -> tuple[DicomDir | None, list[Finding], int]:
+    """Check the File-set rooted at ``root``; return (dicomdir, findings, files).
+
+    ``dicomdir``: check this file as the File-set's DICOMDIR instead of
+    ``root/DICOMDIR`` (`dicomdir --update` checks its new DICOMDIR before
+    renaming it into place)."""
     root = Path(root)
     findings: list[Finding] = []
-    dicomdir_path = root / "DICOMDIR"
+    dicomdir_path = Path(dicomdir) if dicomdir is not None else root / "DICOMDIR"
     if not dicomdir_path.is_file():
-        findings.append(Finding("error", str(root), _missing_dicomdir_reason(root)))
+        # "File-set", not the root's path: for a ZIP that is a private
+        # temporary folder; the caller names the package.
+        findings.append(Finding("error", "File-set", _missing_dicomdir_reason(root)))
         return None, findings, 0
     try:
-        dd = read_dicomdir(dicomdir_path)
+        dd = read_index(root, dicomdir_path)
     except PackageInvalidError as exc:
         findings.append(Finding("error", "DICOMDIR", exc.message))
         return None, findings, 0
     findings += dd.findings
     findings += _check_header(dd)
-    findings += _check_tree(dd.roots, None)
-    findings += _check_keys(dd)
-    scans = _scan_tree(root, jobs)
-    findings += _check_references(dd, root, scans)
+    listed = _Listed(findings)
+    listed.extend(_check_tree(dd.roots, None))
+    listed.extend(_check_keys(dd))
+    scans = _scan_tree(root, jobs, skip=os.path.relpath(dicomdir_path, root))
+    listed.extend(_check_references(dd, root, scans))
+    listed.close()
     return dd, findings, len(scans)
+
+
+# A hostile DICOMDIR can make every one of its records wrong in several ways:
+# findings are listed up to this many, the rest counted in one last finding
+# (an error if any of them is), so memory and output stay bounded.
+MAX_LISTED_FINDINGS = 10_000
+
+
+class _Listed:
+    def __init__(self, findings: list[Finding]):
+        self.findings, self.dropped, self.dropped_errors = findings, 0, 0
+
+    def extend(self, findings: Iterable[Finding]) -> None:
+        for finding in findings:
+            if len(self.findings) < MAX_LISTED_FINDINGS:
+                self.findings.append(finding)
+            else:
+                self.dropped += 1
+                self.dropped_errors += finding.severity == "error"
+
+    def close(self) -> None:
+        if self.dropped:
+            self.findings.append(Finding(
+                "error" if self.dropped_errors else "warning", "File-set",
+                f"{self.dropped:,} more findings not listed ({self.dropped_errors:,} errors; "
+                f"at most {MAX_LISTED_FINDINGS:,} are listed)"))
 
 
 def _missing_dicomdir_reason(root: Path) -> str:
@@ -57,7 +93,11 @@ def _missing_dicomdir_reason(root: Path) -> str:
                 rel = os.path.relpath(os.path.join(dirpath, name), root)
                 return (f"no DICOMDIR at the File-set root; found {rel!r} instead "
                         "(PS3.10: exactly one DICOMDIR, at the root, named in upper case)")
-    return "no DICOMDIR at the File-set root"
+    return NO_DICOMDIR
+
+
+NO_DICOMDIR = ("no DICOMDIR at the File-set root: not a File-set (`dicompack unpack --rebuild` builds one "
+               "from a ZIP of DICOM files, `dicompack pack` from a folder)")
 
 
 def _check_header(dd: DicomDir) -> list[Finding]:
@@ -73,31 +113,39 @@ def _check_header(dd: DicomDir) -> list[Finding]:
     return out
 
 
-def _check_tree(level: list[Record], parent: str | None) -> list[Finding]:
-    out = []
-    for rec in level:
+def _check_tree(roots: list[Record], parent: str | None) -> Iterator[Finding]:
+    """Record types against their parents, in DICOMDIR order.  Iterative: the
+    reader caps a read tree at MAX_RECORD_DEPTH, and this walk needs no
+    Python stack whatever the depth."""
+    pending: list[tuple[Record, str | None]] = [(rec, parent) for rec in reversed(roots)]
+    while pending:
+        rec, parent = pending.pop()
         if not rec.in_use:
             continue
-        allowed = _ALLOWED_BELOW.get(parent)
-        if rec.type not in known_record_types():
-            out.append(Finding("warning", record_where(rec), f"unknown record type {rec.type!r}"))
-        elif parent is None and not (rec.type in allowed or is_single_level(rec.type)):
-            out.append(Finding("error", record_where(rec), "record type not allowed at the root"))
-        elif parent in ("PATIENT", "STUDY") and rec.type not in allowed:
-            out.append(Finding("error", record_where(rec), f"record type not allowed below {parent}"))
-        elif parent == "SERIES" and rec.type in _NOT_LEAF:
-            out.append(Finding("error", record_where(rec), "record type not allowed below SERIES"))
-        elif parent not in (None, "PATIENT", "STUDY", "SERIES"):
-            out.append(Finding("error", record_where(rec), f"record below a {parent} record, which has no lower level"))
-        if rec.type in _NOT_LEAF and rec.file_id:
-            out.append(Finding("warning", record_where(rec), "references a file although it is a "
-                                                             f"{rec.type} record"))
-        out += _check_tree(rec.children, rec.type)
+        yield from _check_placement(rec, parent)
+        pending += [(child, rec.type) for child in reversed(rec.children)]
+
+
+def _check_placement(rec: Record, parent: str | None) -> list[Finding]:
+    out = []
+    allowed = _ALLOWED_BELOW.get(parent)
+    if rec.type not in known_record_types():
+        out.append(Finding("warning", record_where(rec), f"unknown record type {rec.type!r}"))
+    elif parent is None and not (rec.type in allowed or is_single_level(rec.type)):
+        out.append(Finding("error", record_where(rec), "record type not allowed at the root"))
+    elif parent in ("PATIENT", "STUDY") and rec.type not in allowed:
+        out.append(Finding("error", record_where(rec), f"record type not allowed below {parent}"))
+    elif parent == "SERIES" and rec.type in _NOT_LEAF:
+        out.append(Finding("error", record_where(rec), "record type not allowed below SERIES"))
+    elif parent not in (None, "PATIENT", "STUDY", "SERIES"):
+        out.append(Finding("error", record_where(rec), f"record below a {parent} record, which has no lower level"))
+    if rec.type in _NOT_LEAF and rec.file_id:
+        out.append(Finding("warning", record_where(rec), "references a file although it is a "
+                                                         f"{rec.type} record"))
     return out
 
 
-def _check_keys(dd: DicomDir) -> list[Finding]:
-    out = []
+def _check_keys(dd: DicomDir) -> Iterator[Finding]:
     for rec in dd.records:
         if not rec.in_use:
             continue
@@ -106,28 +154,26 @@ def _check_keys(dd: DicomDir) -> list[Finding]:
             if key.type == "1" and (not present or not key_bytes(rec, key.tag)):
                 if key.vr == b"SQ" and present:
                     continue
-                out.append(Finding("error", record_where(rec),
-                                   f"Type 1 key {key.keyword} is {'empty' if present else 'missing'}"))
+                yield Finding("error", record_where(rec),
+                              f"Type 1 key {key.keyword} is {'empty' if present else 'missing'}")
             elif key.type == "2" and not present:
-                out.append(Finding("error", record_where(rec), f"Type 2 key {key.keyword} is missing"))
+                yield Finding("error", record_where(rec), f"Type 2 key {key.keyword} is missing")
         if rec.type not in _NOT_LEAF and rec.type != "PRIVATE" and not rec.file_id and rec.children == []:
-            out.append(Finding("warning", record_where(rec), "leaf record references no file"))
-    return out
+            yield Finding("warning", record_where(rec), "leaf record references no file")
 
 
-def _scan_tree(root: Path, jobs: int | None) -> dict[str, ScanResult]:
+def _scan_tree(root: Path, jobs: int | None, skip: str = "DICOMDIR") -> dict[str, ScanResult]:
     paths = []
     for dirpath, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(dirpath, name)
-            if os.path.relpath(full, root) != "DICOMDIR":
+            if os.path.relpath(full, root) not in ("DICOMDIR", skip):
                 paths.append(full)
     return {os.path.relpath(s.path, root): s for s in scan_files(paths, jobs=jobs)}
 
 
-def _check_references(dd: DicomDir, root: Path, scans: dict[str, ScanResult]) -> list[Finding]:
-    out: list[Finding] = []
+def _check_references(dd: DicomDir, root: Path, scans: dict[str, ScanResult]) -> Iterator[Finding]:
     referenced: set[str] = set()
     uids = Counter(rec.sop_instance for rec in dd.records if rec.in_use and rec.file_id)
     descriptor = os.path.join(*dd.descriptor) if dd.descriptor else None
@@ -135,28 +181,31 @@ def _check_references(dd: DicomDir, root: Path, scans: dict[str, ScanResult]) ->
     for rec in dd.records:
         if not rec.in_use or not rec.file_id:
             continue
+        if rec in dd.directory_refs:
+            # Reported by the reader (a lower-level directory file, read in).
+            referenced.add(os.path.join(*rec.file_id))
+            continue
         where = record_where(rec)
         reason = valid_file_id(rec.file_id)
         if reason:
-            out.append(Finding("error", where, f"invalid File ID: {reason}"))
+            yield Finding("error", where, f"invalid File ID: {reason}")
         rel = os.path.join(*rec.file_id)
         if rel in referenced:
-            out.append(Finding("error", where, "another record references the same file"))
+            yield Finding("error", where, "another record references the same file")
         referenced.add(rel)
         if uids[rec.sop_instance] > 1:
-            out.append(Finding("error", where, f"SOP Instance UID {rec.sop_instance} is referenced "
-                                               f"{uids[rec.sop_instance]} times"))
+            yield Finding("error", where, f"SOP Instance UID {rec.sop_instance} is referenced "
+                                          f"{uids[rec.sop_instance]} times")
         scan = scans.get(rel)
         if scan is None:
             other = by_lower.get(rel.lower())
             hint = f" (a file differing only in case exists: {other})" if other else ""
-            out.append(Finding("error", where, f"referenced file does not exist{hint}"))
+            yield Finding("error", where, f"referenced file does not exist{hint}")
             continue
-        out += _compare(rec, scan, where)
+        yield from _compare(rec, scan, where)
     for rel, scan in scans.items():
         if rel not in referenced and rel != descriptor and scan.status == "dicom":
-            out.append(Finding("warning", rel, "DICOM file not referenced by the DICOMDIR (orphan)"))
-    return out
+            yield Finding("warning", rel, "DICOM file not referenced by the DICOMDIR (orphan)")
 
 
 def _compare(rec: Record, scan: ScanResult, where: str) -> list[Finding]:

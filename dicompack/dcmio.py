@@ -37,6 +37,26 @@ class StructureError(ValueError):
     """The bytes do not form a complete DICOM data set (truncated or garbled)."""
 
 
+class LimitExceededError(StructureError):
+    """The bytes may be well formed, but go past a documented safety limit
+    (nesting depth, inflated size).  Never retried with another encoding."""
+
+
+# Deepest sequence nesting we accept (PS3.5 sets none; SR content trees, the
+# deepest real objects, stay far below).  It bounds our own recursion and,
+# because every file passes this walker before pydicom sees it, pydicom's
+# recursive sequence reader too (it fails near 200 levels).
+MAX_SEQUENCE_DEPTH = 64
+
+
+def _deeper(depth: int, pos: int) -> int:
+    """The nesting level one sequence below ``depth``; raise past the cap."""
+    if depth >= MAX_SEQUENCE_DEPTH:
+        raise LimitExceededError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels "
+                                 f"at byte {pos}")
+    return depth + 1
+
+
 @dataclass(frozen=True)
 class Encoding:
     explicit: bool
@@ -112,11 +132,16 @@ class Walker:
                 f"invalid VR {vr!r} for tag ({group:04X},{elem:04X}) at byte {pos}")
         return tag, vr, self._u16(self.buf, pos + 6)[0], pos + 8
 
-    def elements(self, start: int, end: int | None = None, *, stop_tag: int | None = None):
+    def elements(self, start: int, end: int | None = None, *, stop_tag: int | None = None,
+                 depth: int = 0, descend: bool = True):
         """Yield the elements between ``start`` and ``end`` (the limit).
 
         With ``end`` None the walk runs to the end of the buffer.  Stops early
         (without yielding) at an item delimiter, or before ``stop_tag``.
+        Sequences are walked too (not yielded): their structure is checked and
+        their nesting below ``depth`` is capped at MAX_SEQUENCE_DEPTH.  A caller
+        that walks the items of defined-length sequences itself (the DICOMDIR
+        reader) passes ``descend=False`` to avoid walking them twice.
         """
         end = self.limit if end is None else end
         pos = start
@@ -127,31 +152,75 @@ class Walker:
             if tag == ITEM_END:
                 return
             if length == UNDEFINED:
-                value_end = self._skip_undefined(tag, vr, value)
+                value_end = self._skip_undefined(tag, vr, value, depth)
             else:
                 value_end = value + length
                 if value_end > end:
                     raise StructureError(
                         f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X}) at byte {pos} "
                         f"needs {length} bytes, only {max(end - value, 0)} left")
+                if descend and (vr == b"SQ" or vr == b"UN"):
+                    self._check_defined_sequence(vr, value, value_end, depth)
             yield Element(tag, vr, length, pos, value, value_end)
             pos = value_end
         if pos != end:
             raise StructureError(f"element runs past the end at byte {pos}")
 
-    def _skip_undefined(self, tag: int, vr: bytes, pos: int) -> int:
+    def _check_defined_sequence(self, vr: bytes, start: int, end: int, depth: int) -> None:
+        """Walk a defined-length value that is, or may be read as, a sequence.
+
+        SQ values must hold items.  UN values (and unknown implicit VR ones)
+        are read as sequences by pydicom when a dictionary knows the tag as
+        SQ, so any of them that starts with an item is walked as well: a
+        garbled one is left as bytes, a too deep one is refused."""
+        if vr == b"SQ":
+            self._walk_items(start, end, _deeper(depth, start))
+            return
+        if vr != b"UN" or end - start < 8 or self.peek_tag(start) != ITEM:
+            return
+        inner = Walker(self.buf, IMPLICIT_LITTLE, limit=self.limit) if self.enc.explicit else self
+        try:
+            inner._walk_items(start, end, _deeper(depth, start))
+        except LimitExceededError:
+            raise
+        except (StructureError, struct.error):
+            pass
+
+    def _walk_items(self, pos: int, end: int, depth: int) -> None:
+        """Walk every item of a defined-length sequence value, at ``depth``."""
+        while pos < end:
+            tag, _, length, value = self.read_header(pos)
+            if tag == SEQ_END:
+                # A needless delimiter in a defined-length sequence: readers skip it.
+                pos = value
+                continue
+            if tag != ITEM:
+                raise StructureError(f"expected an item at byte {pos}")
+            if length == UNDEFINED:
+                pos = self._skip_item_content(value, depth)
+            else:
+                pos = value + length
+                if pos > end:
+                    raise StructureError(f"item at byte {value - 8} runs past its sequence")
+                for _ in self.elements(value, pos, depth=depth):
+                    pass
+        if pos != end:
+            raise StructureError(f"sequence items run past the sequence at byte {pos}")
+
+    def _skip_undefined(self, tag: int, vr: bytes, pos: int, depth: int) -> int:
         """Return the offset just past an undefined-length value."""
         if tag in PIXEL_DATA_TAGS:
             return self._skip_fragments(pos)
         if vr == b"UN" and self.enc.explicit:
             # PS3.5 6.2.2: UN with undefined length holds Implicit VR LE content.
             inner = Walker(self.buf, IMPLICIT_LITTLE, limit=self.limit)
-            return inner._skip_items(pos)
+            return inner._skip_items(pos, _deeper(depth, pos))
         if vr not in (b"SQ", b"UN", b""):
             raise StructureError(f"undefined length on VR {vr!r} at byte {pos}")
-        return self._skip_items(pos)
+        return self._skip_items(pos, _deeper(depth, pos))
 
-    def _skip_items(self, pos: int) -> int:
+    def _skip_items(self, pos: int, depth: int) -> int:
+        """Skip the items of an undefined-length sequence whose content is at ``depth``."""
         while True:
             tag, _, length, value = self.read_header(pos)
             if tag == SEQ_END:
@@ -159,14 +228,16 @@ class Walker:
             if tag != ITEM:
                 raise StructureError(f"expected an item at byte {pos}")
             if length == UNDEFINED:
-                pos = self._skip_item_content(value)
+                pos = self._skip_item_content(value, depth)
             else:
                 pos = value + length
                 if pos > self.limit:
                     raise StructureError(f"item at byte {value - 8} runs past the end")
+                for _ in self.elements(value, pos, depth=depth):
+                    pass
 
-    def _skip_item_content(self, pos: int) -> int:
-        for el in self.elements(pos):
+    def _skip_item_content(self, pos: int, depth: int) -> int:
+        for el in self.elements(pos, depth=depth):
             pos = el.end
         # elements() stopped at the item delimiter (or ran to the end).
         tag, _, _, value = self.read_header(pos)
@@ -185,8 +256,9 @@ class Walker:
             if pos > self.limit:
                 raise StructureError(f"Pixel Data fragment at byte {value - 8} cut short")
 
-    def items(self, start: int, end: int):
-        """Yield (item_offset, content_start, content_end) of a sequence value."""
+    def items(self, start: int, end: int, *, depth: int = 1):
+        """Yield (item_offset, content_start, content_end) of a sequence value
+        whose item content sits at nesting ``depth`` (1: a top-level sequence)."""
         pos = start
         while pos < end:
             tag, _, length, value = self.read_header(pos)
@@ -195,7 +267,7 @@ class Walker:
             if tag != ITEM:
                 raise StructureError(f"expected an item at byte {pos}")
             if length == UNDEFINED:
-                item_end = self._skip_item_content(value)
+                item_end = self._skip_item_content(value, depth)
                 yield pos, value, item_end - 8
             else:
                 item_end = value + length

@@ -15,12 +15,17 @@ import hashlib
 import mmap
 import os
 import struct
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 from . import __version__
-from .dcmio import (EXPLICIT_LITTLE, UNDEFINED, StructureError, Walker,
-                    decode_text, encode_element, encode_ul, encode_us)
+from .dcmio import (EXPLICIT_BE, EXPLICIT_LE, EXPLICIT_LITTLE, IMPLICIT_LE,
+                    IMPLICIT_LITTLE, ITEM, LONG_VRS, SEQ_END, UNDEFINED, VALID_VRS,
+                    Encoding, StructureError, Walker, decode_text, encode_element,
+                    encode_ul, encode_us)
 from .errors import PackageInvalidError
 from .records import Record
 
@@ -177,11 +182,42 @@ class DicomDir:
     transfer_syntax: str
     sop_class: str
     findings: list[Finding] = field(default_factory=list)
+    # Records that reference a lower-level directory file (see read_index),
+    # and the File IDs of the directory files that were read.
+    directory_refs: set = field(default_factory=set)
+    directory_files: list[str] = field(default_factory=list)
+    # (File ID, reason) of the referenced directory files that could not be read.
+    unread_directory_files: list[tuple[str, str]] = field(default_factory=list)
+    # Bytes the records' packed keys hold (counted against MAX_DICOMDIR_KEY_BYTES).
+    key_bytes: int = 0
+
+    def unreachable(self) -> list[Record]:
+        """In-use records that no offset leads to (or that sit below the
+        depth cap): a listing or an update built from ``roots`` misses them."""
+        reached = set()
+        for rec in _iter_tree(self.roots):
+            reached.add(rec)
+        return [r for r in self.records
+                if r.in_use and r not in reached and r not in self.directory_refs]
 
 
-def read_dicomdir(path: str | os.PathLike) -> DicomDir:
+def _iter_tree(roots: list[Record]):
+    """Every linked record, depth first, without recursion."""
+    pending = list(reversed(roots))
+    while pending:
+        rec = pending.pop()
+        yield rec
+        pending += reversed(rec.children)
+
+
+def read_dicomdir(path: str | os.PathLike, *, budget: int | None = None, base_depth: int = 0,
+                  key_budget: int | None = None) -> DicomDir:
     """Parse a DICOMDIR file.  Raises PackageInvalidError when it cannot be
-    parsed at all; offset problems become findings."""
+    parsed at all; offset problems become findings.
+
+    ``budget`` (records left), ``key_budget`` (key bytes left) and
+    ``base_depth`` (the level the file's root records sit at) let read_index
+    share the caps across directory files."""
     where = str(path)
     try:
         with open(path, "rb") as f:
@@ -189,7 +225,7 @@ def read_dicomdir(path: str | os.PathLike) -> DicomDir:
             if size < 132:
                 raise PackageInvalidError("DICOMDIR is too short to be a DICOM file", where=where)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(buf, where)
+                return _parse(buf, where, budget=budget, base_depth=base_depth, key_budget=key_budget)
     except OSError as exc:
         raise PackageInvalidError(f"cannot read DICOMDIR: {exc.strerror or exc}", where=where) from None
 
@@ -200,27 +236,81 @@ def parse_dicomdir_bytes(data: bytes, where: str = "DICOMDIR") -> DicomDir:
     return _parse(data, where)
 
 
-def _parse(buf, where: str) -> DicomDir:
+# Limits of the reader (spec/threat-model.md).  A DICOMDIR comes from whoever
+# made the File-set: its record count and tree depth are capped before any
+# record is built or walked.
+# Records: each costs about 0.2 KB once read (0.6 KB with what `ls` builds);
+# twice the 100,000-instance File-sets we test.  Counted in a first pass that
+# builds nothing, so a DICOMDIR over the cap costs no memory.
+MAX_DICOMDIR_RECORDS = 200_000
+# The smallest item that can hold a record's Type 1 structure: Offset of the
+# Next (12 bytes) and of the Lower-Level (12) Directory Entity, and a Record
+# Type of at least 2 characters (10); an 8-byte empty item is no record.
+MIN_RECORD_BYTES = 34
+# PATIENT/STUDY/SERIES/IMAGE is 4 levels; private records may nest a little
+# deeper.  Records below this depth are reached (for the reachability check)
+# but not linked, so every walk over a read record tree is bounded.
+MAX_RECORD_DEPTH = 16
+# Offset problems listed one by one; a DICOMDIR where every record is broken
+# gets this many and one line counting the rest.
+MAX_LISTED_LINK_FINDINGS = 1_000
+# The only header and File Meta values the reader uses (nothing else is copied).
+_META_TAGS = frozenset({0x00020002, 0x00020010})
+_HEADER_TAGS = frozenset({FILESET_ID, DESCRIPTOR_FILE_ID, FIRST_ROOT, CONSISTENCY})
+# Old CDs carry DICOMDIRs in the other two native syntaxes.  PS3.10 8.6 and
+# the PS3.11 media profiles require Explicit VR Little Endian: the reader
+# accepts them (FSR role), reports an error finding for `check`, and every
+# record is held in Explicit VR LE, so `dicomdir --update` writes it so.
+_READABLE_SYNTAXES = {
+    EXPLICIT_LE: EXPLICIT_LITTLE,
+    IMPLICIT_LE: IMPLICIT_LITTLE,
+    EXPLICIT_BE: Encoding(True, False),
+}
+_SYNTAX_NAMES = {IMPLICIT_LE: "Implicit VR Little Endian", EXPLICIT_BE: "Explicit VR Big Endian"}
+_STRUCTURE_NAMES = ((NEXT, "Offset of the Next Directory Record (0004,1400)"),
+                    (IN_USE, "Record In-use Flag (0004,1410)"),
+                    (LOWER, "Offset of Referenced Lower-Level Directory Entity (0004,1420)"),
+                    (RECORD_TYPE, "Directory Record Type (0004,1430)"))
+
+
+def _parse(buf, where: str, *, budget: int | None = None, base_depth: int = 0,
+           key_budget: int | None = None) -> DicomDir:
     if buf[128:132] != b"DICM":
         raise PackageInvalidError("DICOMDIR has no DICM prefix", where=where)
-    walker = Walker(buf, EXPLICIT_LITTLE)
+    found: list[Finding] = []
     try:
         meta, top, records = {}, {}, []
+        keys = _KeyBudget(where, MAX_DICOMDIR_KEY_BYTES if key_budget is None else key_budget)
+        has_sequence = False
         pos = 132
-        for el in walker.elements(132, stop_tag=0x00030000):
-            meta[el.tag] = bytes(buf[el.value_offset:el.end])
+        # File Meta Information is Explicit VR LE whatever the data set's syntax.
+        for el in Walker(buf, EXPLICIT_LITTLE).elements(132, stop_tag=0x00030000):
+            if el.tag in _META_TAGS:
+                meta[el.tag] = bytes(buf[el.value_offset:el.end])
             pos = el.end
         ts = decode_text(meta.get(0x00020010, b""))
-        if ts and ts != "1.2.840.10008.1.2.1":
+        encoding = _READABLE_SYNTAXES.get(ts or EXPLICIT_LE)
+        if encoding is None:
             raise PackageInvalidError(f"DICOMDIR Transfer Syntax is {ts}, PS3.10 requires "
                                       "Explicit VR Little Endian", where=where)
-        for el in walker.elements(pos):
+        if ts and ts != EXPLICIT_LE:
+            found.append(Finding("error", "DICOMDIR", f"Transfer Syntax is {_SYNTAX_NAMES[ts]} ({ts}); "
+                                 "PS3.10 requires Explicit VR Little Endian for the DICOMDIR (`dicompack dicomdir "
+                                 "--update` rewrites it)"))
+        walker = Walker(buf, encoding)
+        # descend=False: the record items are walked below, once.
+        for el in walker.elements(pos, descend=False):
             if el.tag == RECORD_SEQUENCE:
+                has_sequence = True
                 end = el.end - 8 if el.length == UNDEFINED else el.end
-                records = [_parse_record(buf, walker, item_pos, start, stop)
-                           for item_pos, start, stop in walker.items(el.value_offset, end)]
-            else:
-                top[el.tag] = bytes(buf[el.value_offset:el.end])
+                _count_records(walker, el.value_offset, end, where, budget)
+                shared: dict[str, str] = {}
+                problems = _CappedFindings(found, MAX_LISTED_LINK_FINDINGS)
+                records = [_parse_record(buf, walker, item_pos, start, stop, shared, problems, keys)
+                           for item_pos, start, stop in _record_items(walker, el.value_offset, end, found)]
+                problems.close("DICOMDIR")
+            elif el.tag in _HEADER_TAGS:
+                top[el.tag] = _value_le(walker, el)
     except (StructureError, struct.error) as exc:
         raise PackageInvalidError(f"DICOMDIR cannot be parsed: {exc}", where=where) from None
     dd = DicomDir(
@@ -228,62 +318,333 @@ def _parse(buf, where: str) -> DicomDir:
         roots=[], records=records,
         consistency_flag=_u16(top.get(CONSISTENCY)),
         descriptor=_split(top.get(DESCRIPTOR_FILE_ID)),
-        transfer_syntax=ts, sop_class=decode_text(meta.get(0x00020002, b"")))
-    if RECORD_SEQUENCE not in top and not records and FIRST_ROOT not in top:
+        transfer_syntax=ts, sop_class=decode_text(meta.get(0x00020002, b"")),
+        findings=found, key_bytes=keys.used)
+    if not has_sequence and not records and FIRST_ROOT not in top:
         raise PackageInvalidError("not a DICOMDIR: no Directory Record Sequence", where=where)
-    _link(dd, _u32(top.get(FIRST_ROOT)))
+    _link(dd, _u32(top.get(FIRST_ROOT)), base_depth)
     return dd
 
 
-def _parse_record(buf, walker: Walker, item_pos: int, start: int, stop: int) -> Record:
+def _record_items(walker: Walker, start: int, end: int, found: list[Finding]):
+    """The record items of the Directory Record Sequence, as Walker.items,
+    except that a last item whose declared length runs past the sequence is
+    read up to the sequence's end (pydicom and dcmdump do the same: tools that
+    delete elements from a record often leave its length stale).  Its content
+    must still end exactly there, element by element."""
+    pos = start
+    while pos < end:
+        tag, _, length, value = walker.read_header(pos)
+        if tag == SEQ_END:
+            return
+        if tag != ITEM:
+            raise StructureError(f"expected an item at byte {pos}")
+        if length == UNDEFINED:
+            item_end = walker._skip_item_content(value, 1)
+            yield pos, value, item_end - 8
+        else:
+            item_end = value + length
+            if item_end > end:
+                found.append(Finding("error", f"record at byte {pos}",
+                                     f"declares {length} bytes, only {end - value} are left in the "
+                                     "Directory Record Sequence (read up to its end)"))
+                item_end = end
+            yield pos, value, item_end
+        pos = item_end
+
+
+def _count_records(walker: Walker, start: int, end: int, where: str, budget: int | None = None) -> int:
+    """Count the record items, refusing a flood before any record is built:
+    items too small to be records, or more than MAX_DICOMDIR_RECORDS (or the
+    ``budget`` left when several directory files share the cap)."""
+    cap = MAX_DICOMDIR_RECORDS if budget is None else budget
+    count = 0
+    for item_pos, content_start, content_end in _record_items(walker, start, end, []):
+        if content_end - content_start < MIN_RECORD_BYTES:
+            raise PackageInvalidError(
+                f"directory record at byte {item_pos} is too small ({content_end - content_start} bytes) "
+                f"to hold the Type 1 record structure (at least {MIN_RECORD_BYTES} bytes)", where=where)
+        count += 1
+        if count > cap:
+            raise PackageInvalidError(f"more than {MAX_DICOMDIR_RECORDS:,} directory records "
+                                      "(dicompack's limit)", where=where)
+    return count
+
+
+def _parse_record(buf, walker: Walker, item_pos: int, start: int, stop: int,
+                  shared: dict[str, str], problems: "_CappedFindings", keys: "_KeyBudget") -> Record:
     rec = Record(type="")
     raw: dict[int, bytes] = {}
-    for el in walker.elements(start, stop):
+    native = walker.enc == EXPLICIT_LITTLE
+    packed = _ElementPacker(keys.where, item_pos)
+    # depth=1: the record's own elements sit inside the record sequence.
+    for el in walker.elements(start, stop, depth=1):
         if el.tag in STRUCTURAL:
-            raw[el.tag] = bytes(buf[el.value_offset:el.end])
+            raw[el.tag] = _value_le(walker, el)
+            continue
+        # Charged before the bytes are copied: a huge value costs nothing.
+        keys.charge(el.end - el.header_offset, item_pos)
+        if native:
+            packed.add(el.tag, buf[el.header_offset:el.end])
         else:
-            rec.elements[el.tag] = bytes(buf[el.header_offset:el.end])
+            encoded = _as_explicit_le(walker, el, 1)
+            keys.charge(len(encoded) - (el.end - el.header_offset), item_pos)
+            packed.add(el.tag, encoded)
+    rec.elements = packed.done()
     rec.offset = item_pos
-    rec.type = decode_text(raw.get(RECORD_TYPE, b""))
+    # Record types, SOP Classes, Transfer Syntaxes and File ID components
+    # repeat across records: one str object each keeps a big DICOMDIR small.
+    rec.type = _one(shared, decode_text(raw.get(RECORD_TYPE, b"")))
     rec.in_use = _u16(raw.get(IN_USE), 0xFFFF) != 0
-    rec.file_id = _split(raw.get(FILE_ID))
-    rec.sop_class = decode_text(raw.get(REF_CLASS, b""))
+    file_id = _split(raw.get(FILE_ID))
+    rec.file_id = tuple(_one(shared, part) for part in file_id) if file_id else file_id
+    rec.sop_class = _one(shared, decode_text(raw.get(REF_CLASS, b"")))
     rec.sop_instance = decode_text(raw.get(REF_INSTANCE, b""))
-    rec.transfer_syntax = decode_text(raw.get(REF_TS, b""))
+    rec.transfer_syntax = _one(shared, decode_text(raw.get(REF_TS, b"")))
     rec.next_offset = _u32(raw.get(NEXT))
     rec.lower_offset = _u32(raw.get(LOWER))
+    missing = [name for tag, name in _STRUCTURE_NAMES if tag not in raw]
+    if missing:
+        # Read as 0 / in use (as pydicom does), so the tree can still be walked.
+        problems.append(Finding("error", f"record at byte {item_pos} ({rec.type})",
+                                "Type 1 " + ", ".join(missing) + " missing"))
     return rec
 
 
-def _link(dd: DicomDir, first_root: int) -> None:
-    """Follow offsets from the root; every hop must land on an item."""
+# The keys of a record (its non-structural elements) as read from a DICOMDIR.
+# A dict of one bytes object per element costs ~135 bytes per element: a
+# DICOMDIR at the record cap whose records carry 30 empty elements each
+# (60 MB, 1 MB deflated) took 861 MB.  Packed, an element costs its encoded
+# bytes plus 8 (its tag and end offset), and what all records keep together
+# is capped by MAX_DICOMDIR_KEY_BYTES.
+MAX_DICOMDIR_KEY_BYTES = 16 * 1024 * 1024
+# Real records carry a few to a few dozen keys; the cap bounds the one dict a
+# record is collected in before it is packed.
+MAX_RECORD_ELEMENTS = 1_000
+_PACKED_INDEX_BYTES = 8     # its tag and end offset
+
+
+class _KeyBudget:
+    """Counts the bytes the packed keys of one DICOMDIR hold; refuses the
+    DICOMDIR (a typed error) past MAX_DICOMDIR_KEY_BYTES."""
+
+    def __init__(self, where: str, cap: int):
+        self.where, self.cap, self.used = where, cap, 0
+
+    def charge(self, encoded_bytes: int, item_pos: int) -> None:
+        self.used += encoded_bytes + _PACKED_INDEX_BYTES
+        if self.used > self.cap:
+            raise PackageInvalidError(
+                f"directory records hold more than {MAX_DICOMDIR_KEY_BYTES // (1024 * 1024)} MiB of keys "
+                f"(dicompack's limit; reached in the record at byte {item_pos})", where=self.where)
+
+
+class PackedElements(Mapping):
+    """A read record's keys: tag -> the element encoded in Explicit VR LE
+    (read-only).  One bytes object holds them all: the element count, the
+    tags, the end offsets, then the elements back to back; one object per
+    record keeps a DICOMDIR at the record cap small.
+
+    Lookups search the packed tags in C (``bytes.find``), so checking a
+    record's keys stays fast whatever the number of records."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes):
+        self._data = data
+
+    @classmethod
+    def pack(cls, elements: dict[int, bytes]) -> "PackedElements":
+        ends, size = [], 0
+        for encoded in elements.values():
+            size += len(encoded)
+            ends.append(size)
+        n = len(ends)
+        return cls(struct.pack(f"<{1 + 2 * n}I", n, *elements, *ends) + b"".join(elements.values()))
+
+    def __len__(self) -> int:
+        return struct.unpack_from("<I", self._data)[0] if self._data else 0
+
+    def _index(self, tag) -> int:
+        n = len(self)
+        if not n or not isinstance(tag, int) or not 0 <= tag <= 0xFFFFFFFF:
+            return -1
+        key, tags_end = struct.pack("<I", tag), 4 + 4 * n
+        pos = self._data.find(key, 4, tags_end)
+        while pos != -1 and pos % 4:          # only whole tags count
+            pos = self._data.find(key, pos + 1, tags_end)
+        return -1 if pos == -1 else pos // 4 - 1
+
+    def _element(self, i: int) -> bytes:
+        n = len(self)
+        ends_at, blob_at = 4 + 4 * n, 4 + 8 * n
+        start = struct.unpack_from("<I", self._data, ends_at + 4 * (i - 1))[0] if i else 0
+        end = struct.unpack_from("<I", self._data, ends_at + 4 * i)[0]
+        return self._data[blob_at + start:blob_at + end]
+
+    def __getitem__(self, tag) -> bytes:
+        i = self._index(tag)
+        if i < 0:
+            raise KeyError(tag)
+        return self._element(i)
+
+    def __contains__(self, tag) -> bool:
+        return self._index(tag) >= 0
+
+    def __iter__(self):
+        n = len(self)
+        return iter(struct.unpack_from(f"<{n}I", self._data, 4)) if n else iter(())
+
+    def items(self):
+        return [(tag, self._element(i)) for i, tag in enumerate(self)]
+
+    def __repr__(self) -> str:
+        return f"PackedElements({dict(self.items())!r})"
+
+
+_NO_ELEMENTS = PackedElements(b"")
+
+
+class _ElementPacker:
+    """Collects a record's elements (a tag seen twice keeps its last
+    element, as a dict would) and packs them into one PackedElements.
+    The dict lives for one record only; MAX_RECORD_ELEMENTS bounds it."""
+
+    def __init__(self, where: str, item_pos: int):
+        self.where, self.item_pos = where, item_pos
+        self.elements: dict[int, bytes] = {}
+
+    def add(self, tag: int, encoded: bytes) -> None:
+        self.elements[tag] = encoded
+        if len(self.elements) > MAX_RECORD_ELEMENTS:
+            raise PackageInvalidError(
+                f"directory record at byte {self.item_pos} has more than {MAX_RECORD_ELEMENTS:,} "
+                "elements (dicompack's limit)", where=self.where)
+
+    def done(self) -> PackedElements:
+        return PackedElements.pack(self.elements) if self.elements else _NO_ELEMENTS
+
+
+# Bytes per value of the VRs whose values are numbers, for Big Endian.
+_SWAP_WIDTH = {b"US": 2, b"SS": 2, b"OW": 2, b"AT": 2, b"UL": 4, b"SL": 4, b"FL": 4,
+               b"OF": 4, b"OL": 4, b"FD": 8, b"OD": 8, b"SV": 8, b"UV": 8, b"OV": 8}
+
+
+def _value_le(walker: Walker, el) -> bytes:
+    """An element's value, with numbers in little endian order."""
+    value = bytes(walker.buf[el.value_offset:el.end])
+    width = _SWAP_WIDTH.get(el.vr)
+    if walker.enc.little or not width or len(value) % width:
+        return value
+    return b"".join(value[i:i + width][::-1] for i in range(0, len(value), width))
+
+
+def _as_explicit_le(walker: Walker, el, depth: int) -> bytes:
+    """An element of an Implicit VR LE or Explicit VR BE record, encoded in
+    Explicit VR LE (how records are held and written).  Nested sequences are
+    converted item by item; the walker has already capped their depth."""
+    vr = el.vr if el.vr in VALID_VRS else b"UN"
+    # Implicit VR: an unknown (private) tag of undefined length is a sequence.
+    if vr == b"SQ" or (el.length == UNDEFINED and not walker.enc.explicit):
+        end = el.end - 8 if el.length == UNDEFINED else el.end
+        items = []
+        for _, start, stop in walker.items(el.value_offset, end, depth=depth + 1):
+            items.append(_item(b"".join(_as_explicit_le(walker, sub, depth + 1)
+                                        for sub in walker.elements(start, stop, depth=depth + 1))))
+        return encode_element(el.tag, b"SQ", b"".join(items))
+    value = _value_le(walker, el)
+    if len(value) > 0xFFFF and vr not in LONG_VRS:
+        vr = b"UN"   # PS3.5 6.2.2: a value too long for its VR's 16-bit length
+    return encode_element(el.tag, vr, value)
+
+
+def _one(shared: dict[str, str], text: str) -> str:
+    return shared.setdefault(text, text)
+
+
+# Children of records below MAX_RECORD_DEPTH: reached, never linked.
+_DETACHED = Record(type="")
+
+
+def _link(dd: DicomDir, first_root: int, base_depth: int = 0) -> None:
+    """Follow offsets from the root; every hop must land on an item.
+
+    Iterative (a pending stack of levels, popped in the order a recursive
+    walk would visit them), with loop detection (``seen``) and the depth cap:
+    a hostile DICOMDIR can neither exhaust the Python stack nor loop."""
     by_offset = {rec.offset: rec for rec in dd.records}
     seen: set[int] = set()
-
-    def chain(offset: int, where: str) -> list[Record]:
-        level: list[Record] = []
-        while offset:
-            rec = by_offset.get(offset)
-            if rec is None:
-                dd.findings.append(Finding("error", where, f"offset {offset} does not land on a directory record"))
-                break
-            if offset in seen:
-                dd.findings.append(Finding("error", where, f"offset {offset} loops back to an earlier record"))
-                break
-            seen.add(offset)
-            level.append(rec)
-            where = f"record at byte {offset} ({rec.type})"
-            offset = rec.next_offset
-        for rec in level:
-            rec.children = chain(rec.lower_offset, f"lower level of record at byte {rec.offset} ({rec.type})")
-        return level
-
-    dd.roots = chain(first_root, "File-set root (0004,1200)") if dd.records else []
+    reported_depth = False
+    found = _CappedFindings(dd.findings, MAX_LISTED_LINK_FINDINGS)
+    # (first offset of a level, where it was pointed at from, owner, level depth)
+    pending: list[tuple[int, str, Record | None, int]] = []
+    if dd.records:
+        # base_depth: a lower-level directory file's roots sit below the
+        # record that references it; the depth cap counts from the File-set root.
+        pending.append((first_root, "File-set root (0004,1200)", None, base_depth + 1))
+    while pending:
+        offset, where, owner, depth = pending.pop()
+        level = _chain(found, by_offset, seen, offset, where)
+        if owner is None:
+            dd.roots = level
+        elif owner is not _DETACHED:
+            owner.children = level
+        for rec in reversed(level):
+            if not rec.lower_offset:
+                continue
+            below = rec if owner is not _DETACHED and depth < MAX_RECORD_DEPTH else _DETACHED
+            if below is _DETACHED and owner is not _DETACHED and not reported_depth:
+                reported_depth = True
+                found.append(Finding(
+                    "error", f"record at byte {rec.offset} ({rec.type})",
+                    f"records nested deeper than {MAX_RECORD_DEPTH} levels (dicompack's limit); "
+                    "the levels below are not checked"))
+            pending.append((rec.lower_offset, f"lower level of record at byte {rec.offset} ({rec.type})",
+                            below, depth + 1))
     for rec in dd.records:
         if rec.offset not in seen and rec.in_use:
-            dd.findings.append(Finding("error", f"record at byte {rec.offset} ({rec.type})",
-                                       "is in use but no offset leads to it"))
-    dd.roots = [r for r in dd.roots]
+            found.append(Finding("error", f"record at byte {rec.offset} ({rec.type})",
+                                 "is in use but no offset leads to it"))
+    found.close("DICOMDIR")
+
+
+class _CappedFindings:
+    """Appends to ``findings`` up to ``cap`` entries; counts the rest and
+    closes with one finding that says how many were not listed."""
+
+    def __init__(self, findings: list[Finding], cap: int):
+        self.findings, self.cap, self.listed, self.dropped = findings, cap, 0, 0
+
+    def append(self, finding: Finding) -> None:
+        if self.listed < self.cap:
+            self.findings.append(finding)
+            self.listed += 1
+        else:
+            self.dropped += 1
+
+    def close(self, where: str) -> None:
+        if self.dropped:
+            self.findings.append(Finding("error", where, f"{self.dropped:,} more record problems "
+                                                         f"not listed (at most {self.cap:,} are)"))
+
+
+def _chain(found: _CappedFindings, by_offset: dict[int, Record], seen: set[int], offset: int,
+           where: str) -> list[Record]:
+    """The records of one level, following Next offsets from ``offset``."""
+    level: list[Record] = []
+    while offset:
+        rec = by_offset.get(offset)
+        if rec is None:
+            found.append(Finding("error", where, f"offset {offset} does not land on a directory record"))
+            break
+        if offset in seen:
+            found.append(Finding("error", where, f"offset {offset} loops back to an earlier record"))
+            break
+        seen.add(offset)
+        level.append(rec)
+        where = f"record at byte {offset} ({rec.type})"
+        offset = rec.next_offset
+    return level
 
 
 def _u16(raw: bytes | None, default: int = 0) -> int:
@@ -298,3 +659,155 @@ def _split(raw: bytes | None) -> tuple[str, ...] | None:
     if not raw or not raw.strip(b" \x00"):
         return None
     return tuple(part.strip() for part in raw.rstrip(b" \x00").decode("latin-1").split("\\"))
+
+
+# ---------------------------------------------------------------- lower-level directory files
+
+# Some vendors (Philips CDs among them) split the index: a record of the
+# DICOMDIR references, through its Referenced File ID, another file in the
+# DICOMDIR format (Media Storage Directory Storage, often named DIRFILE) whose
+# root records are that record's lower level.  PS3.10 allows one DICOMDIR per
+# File-set, so `check` reports each such reference as an error, while `ls`
+# and `dicomdir --update` follow them (FSR role) and `--update` writes one
+# conformant DICOMDIR.  Limits: directory files read, how deep they may
+# reference further directory files, and the record cap shared by all files.
+MAX_DIRECTORY_FILES = 1_000
+MAX_DIRECTORY_FILE_NESTING = 4
+DIRECTORY_FILE_NAME = "DIRFILE"
+
+
+def references_directory_file(rec: Record) -> bool:
+    """Whether a record points at a lower-level directory file."""
+    if not rec.in_use or not rec.file_id:
+        return False
+    return rec.sop_class == DICOMDIR_SOP_CLASS or (
+        not rec.sop_class and rec.file_id[-1].upper() == DIRECTORY_FILE_NAME)
+
+
+def read_index(root: str | os.PathLike, dicomdir: str | os.PathLike | None = None) -> DicomDir:
+    """The DICOMDIR of the File-set at ``root`` (or the file ``dicomdir``),
+    with the lower-level directory files its records reference read in.
+
+    Raises PackageInvalidError when the DICOMDIR itself cannot be parsed; a
+    directory file that cannot be read or followed is an error finding."""
+    root = Path(root)
+    path = Path(dicomdir) if dicomdir is not None else root / "DICOMDIR"
+    dd = read_dicomdir(path)
+    if any(references_directory_file(rec) for rec in dd.records):
+        _DirectoryFiles(dd, root, path).follow()
+    return dd
+
+
+class _DirectoryFiles:
+    """Reads the directory files referenced from ``dd`` into its tree:
+    breadth first, each file once, every path inside the File-set root."""
+
+    def __init__(self, dd: DicomDir, root: Path, top: Path):
+        self.dd, self.root = dd, root
+        self.real_root = os.path.realpath(root)
+        self.visited = {os.path.realpath(top)}
+        self.budget = MAX_DICOMDIR_RECORDS - len(dd.records)
+        self.key_budget = MAX_DICOMDIR_KEY_BYTES - dd.key_bytes
+        self.attempts = 0
+        # The findings of all directory files share one cap.
+        self.found = _CappedFindings(dd.findings, MAX_LISTED_LINK_FINDINGS)
+
+    def follow(self) -> None:
+        # (a level, the depth of its records, directory-file nesting)
+        pending: deque[tuple[list[Record], int, int]] = deque([(self.dd.roots, 1, 0)])
+        while pending:
+            level, depth, nesting = pending.popleft()
+            for rec in level:
+                own = rec.children
+                if own and depth < MAX_RECORD_DEPTH:
+                    pending.append((own, depth + 1, nesting))
+                if references_directory_file(rec) and rec not in self.dd.directory_refs:
+                    self.dd.directory_refs.add(rec)
+                    roots = self._read(rec, depth, nesting + 1)
+                    rec.children = own + roots
+                    pending.append((roots, depth + 1, nesting + 1))
+        self.found.close("lower-level directory files")
+        self._splice_pointers()
+
+    def _read(self, rec: Record, depth: int, nesting: int) -> list[Record]:
+        label = "/".join(rec.file_id)
+        where = f"record at byte {rec.offset} ({rec.type})"
+        self.attempts += 1
+        if self.attempts > MAX_DIRECTORY_FILES:
+            # One finding for all references past the cap: findings stay bounded.
+            if self.attempts == MAX_DIRECTORY_FILES + 1:
+                problem = f"more than {MAX_DIRECTORY_FILES:,} directory file references (dicompack's limit)"
+                self.dd.findings.append(Finding("error", where, f"{label} and later ones not read: {problem}"))
+                self.dd.unread_directory_files.append((label, problem))
+            return []
+        # Listed whatever the findings cap: at most MAX_DIRECTORY_FILES of each.
+        self.dd.findings.append(Finding(
+            "error", where, f"references the lower-level directory file {label}: PS3.10 allows one "
+                            "DICOMDIR per File-set (`dicompack dicomdir --update` merges it in)"))
+        problem, path = self._locate(rec.file_id)
+        if problem is None and nesting > MAX_DIRECTORY_FILE_NESTING:
+            problem = f"directory files nested more than {MAX_DIRECTORY_FILE_NESTING} deep (dicompack's limit)"
+        if problem is None and depth >= MAX_RECORD_DEPTH:
+            problem = f"records nested deeper than {MAX_RECORD_DEPTH} levels (dicompack's limit)"
+        if problem is None:
+            try:
+                sub = read_dicomdir(path, budget=self.budget, base_depth=depth, key_budget=self.key_budget)
+            except PackageInvalidError as exc:
+                problem = exc.message
+        if problem is not None:
+            self.dd.findings.append(Finding("error", label, f"lower-level directory file not read: {problem}"))
+            self.dd.unread_directory_files.append((label, problem))
+            return []
+        self.budget -= len(sub.records)
+        self.key_budget -= sub.key_bytes
+        self.dd.directory_files.append(label)
+        for f in sub.findings:
+            self.found.append(Finding(f.severity, f"{label}: {f.where}", f.what))
+        self._anchor_file_ids(sub, rec.file_id[:-1])
+        self.dd.records += sub.records
+        return sub.roots
+
+    def _locate(self, file_id: tuple[str, ...]) -> tuple[str | None, str]:
+        """The path of a referenced directory file, refusing anything that
+        could leave the File-set root (.., separators, symlinks out)."""
+        if any(part in ("", ".", "..") or "/" in part or "\\" in part or "\0" in part for part in file_id):
+            return "its File ID is not a relative path inside the File-set", ""
+        path = os.path.join(self.root, *file_id)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, self.real_root]) != self.real_root:
+            return "it lies outside the File-set", ""
+        if real in self.visited:
+            return "it was already read (a loop between directory files)", ""
+        if not os.path.isfile(real):
+            return "no such file", ""
+        self.visited.add(real)
+        return None, real
+
+    def _anchor_file_ids(self, sub: DicomDir, folder: tuple[str, ...]) -> None:
+        """PS3.10 File IDs count from the File-set root; some vendors write
+        them relative to the directory file's folder.  Such an ID is
+        rewritten to count from the root when only that reading names a file."""
+        if not folder:
+            return
+        for rec in sub.records:
+            if not rec.file_id or any(part in ("", ".", "..") for part in rec.file_id):
+                continue
+            if (not os.path.isfile(os.path.join(self.root, *rec.file_id))
+                    and os.path.isfile(os.path.join(self.root, *folder, *rec.file_id))):
+                rec.file_id = folder + rec.file_id
+
+    def _splice_pointers(self) -> None:
+        """A PRIVATE record that points at a directory file stands for the
+        records that file holds: they take its place in its level."""
+        pending = [self.dd.roots]
+        while pending:
+            level = pending.pop()
+            queue, spliced = deque(level), []
+            while queue:
+                rec = queue.popleft()
+                if rec in self.dd.directory_refs and rec.type == "PRIVATE":
+                    queue.extendleft(reversed(rec.children))
+                else:
+                    spliced.append(rec)
+            level[:] = spliced
+            pending += [rec.children for rec in level if rec.children]
