@@ -104,6 +104,25 @@ def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
     return None
 
 
+def pixel_element_skip_reason(src: BinaryIO, pixel_offset: int, source_ts: str) -> str | None:
+    """What the Pixel Data element itself says against encoding (None: it
+    can be encoded).  An empty value (some archives strip pixels, PS3.5
+    allows a zero length) has nothing to compress: the instance goes in as
+    the plain pack would put it, with this note.  Float pixel data is not
+    an integer image J2K can hold."""
+    if source_ts not in NATIVE:
+        return None
+    order, explicit = NATIVE[source_ts]
+    src.seek(pixel_offset)
+    head = src.read(12 if explicit else 8)
+    if len(head) < (12 if explicit else 8):
+        return None            # encode_pixel_data reports the cut
+    if struct.unpack(order + "HH", head[:4]) != (0x7FE0, 0x0010):
+        return "Float or Double Float Pixel Data is not supported by the J2K stage"
+    length = struct.unpack(order + "I", head[8:12] if explicit else head[4:8])[0]
+    return "empty Pixel Data" if length == 0 else None
+
+
 def _decoder_available(ts: str) -> bool:
     from pydicom.pixels import get_decoder
     try:

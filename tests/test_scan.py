@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dicompack import synthetic
-from dicompack.scan import scan_file
+from dicompack.scan import HEADER_ONLY_NOTE, scan_file
 
 _TEMPLATE = synthetic.encode_file(synthetic.make_instance(
     study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.2.3.4.5", rows=8, columns=8))
@@ -23,12 +23,25 @@ def test_complete_file_is_dicom(tmp_path):
     assert res.pixel_offset is not None and _TEMPLATE[res.pixel_offset:res.pixel_offset + 4] == b"\xe0\x7f\x10\x00"
 
 
+def _element_ends(data: bytes) -> set[int]:
+    from dicompack.dcmio import EXPLICIT_LITTLE, Walker
+    return {el.end for el in Walker(data, EXPLICIT_LITTLE).elements(132)}
+
+
 def test_every_truncation_is_invalid(tmp_path):
+    """A cut inside an element is invalid.  A cut exactly between two
+    elements before Pixel Data leaves a complete header-only instance, which
+    nothing can tell from one made that way: it is packed, with a warning
+    (spec/fileset.md, "Instances without Pixel Data")."""
     path = tmp_path / "f"
+    boundaries = _element_ends(_TEMPLATE)
     for cut in range(140, len(_TEMPLATE) - 1, 7):
         path.write_bytes(_TEMPLATE[:cut])
         res = scan_file(str(path))
-        assert res.status != "dicom", f"cut at {cut} accepted"
+        if cut not in boundaries:
+            assert res.status == "invalid" and res.reason.startswith("truncated"), (cut, res.reason)
+        elif res.status == "dicom":
+            assert res.notes == [HEADER_ONLY_NOTE], f"cut at {cut} accepted silently"
 
 
 def test_truncated_sr_without_pixel_data_is_invalid(tmp_path):

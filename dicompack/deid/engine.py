@@ -26,6 +26,7 @@ from .table import action_for, row_for, safe_private
 
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
 PRIVATE_CHARACTERISTICS = 0x00080300     # Private Data Element Characteristics Sequence
+ITEM_GROUP = 0xFFFE                      # item and delimitation tags (PS3.5 7.5), never data elements
 BURNED_IN_MODALITIES = {"US", "XA", "RF", "ES"}
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _DUMMY = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y",
@@ -34,6 +35,12 @@ _DUMMY = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "1900010100
 _NUMERIC = {"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"}
 _TEXT = {"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS"}
 _FREE_TEXT = {"LT", "ST", "UT", "UC"}
+# Sequences with an X/Z action that are Type 2 in the IODs that use them
+# (Acquisition Context Module, PS3.3 C.7.6.14): emptied, not removed.
+_TYPE2_SEQUENCES = {0x00400555}
+# A dummy code item (PS3.16 8.2: coding schemes beginning "99" are local).
+_DUMMY_CODE = ("ANON", "99DICOMPACK", "anonymized")
+_OVERLAY_GROUPS = range(0x6000, 0x6020, 2)
 
 
 @dataclass
@@ -99,7 +106,9 @@ class Deidentifier:
         tokens = self._phi_tokens(ds)
         context = {"shift": self.date_shift(original_id), "tokens": tokens, "result": result,
                    "declared_safe": _declared_safe(ds) if self.options.retain_safe_private else {}}
+        overlays = [g for g in _OVERLAY_GROUPS if (g << 16) | 0x3000 in ds]
         self._walk(ds, context, top=True)
+        _remove_bare_overlays(ds, overlays, result)
         new_id, new_name = self.pseudonym(original_id)
         ds.PatientID, ds.PatientName = new_id, new_name
         result.actions["pseudonym"] += 1
@@ -131,6 +140,12 @@ class Deidentifier:
         for tag in [int(t) for t in ds.keys()]:
             if top and tag in (PATIENT_ID, PATIENT_NAME):
                 continue                       # replaced by the pseudonym afterwards
+            if tag >> 16 == ITEM_GROUP:
+                # An item or delimiter tag among the elements is encoding
+                # debris of a broken writer, not an attribute: it holds
+                # anything (a whole item) and cannot be written back.
+                self._act(ds, tag, "X", ctx)
+                continue
             if safe is not None and (tag >> 16) % 2:
                 self._private(ds, tag, safe, ctx)
                 continue
@@ -138,13 +153,38 @@ class Deidentifier:
             if row is None:
                 self._unlisted(ds, tag, ctx)
                 continue
-            self._act(ds, tag, action_for(row, self.columns), ctx)
+            action = action_for(row, self.columns)
+            if _vr(ds, tag) == "SQ":
+                action = self._sequence_action(ds, tag, row, action)
+            self._act(ds, tag, action, ctx)
+
+    def _sequence_action(self, ds: Dataset, tag: int, row: dict, action: str) -> str:
+        """The conformant choice among a sequence's combined actions
+        (PS3.15 E.3.1: X unless Z or D is needed for IOD conformance).  An
+        empty sequence (Z) is an error for the Type 3 and Type 1 sequences
+        these rows name (dciodvfy: "Bad Sequence number of Items = 0"), so:
+        Type 2 ones are emptied; with D allowed, the items stay with every
+        attribute inside them de-identified by the table (a non-empty,
+        de-identified value), except code sequences, whose codes are the
+        identity (an institution's code): removed; else removed."""
+        choices = _raw_action(row, self.columns).split("/")
+        if len(choices) < 2 or "X" not in choices or action not in ("Z", "D"):
+            return action
+        if tag in _TYPE2_SEQUENCES and "Z" in choices:
+            return "Z"
+        if not ds[tag].value:
+            return action                      # empty already, as the source has it
+        if "D" in choices and not _is_code_sequence(tag):
+            return "D"
+        return "X"
 
     def _unlisted(self, ds: Dataset, tag: int, ctx: dict) -> None:
         """Attributes Table E.1-1 does not list: UIDs are still mapped
         (references must follow), sequences are searched, person names get
-        a dummy, and free text, which may hold anything, is removed (or
-        cleaned under the Clean Structured Content / Descriptors options)."""
+        a dummy, and free text, which may hold anything, is replaced by a
+        dummy (or cleaned under the Clean Structured Content / Descriptors
+        options): a dummy, not removal, because such text is often Type 1C
+        (an SR TEXT item's Text Value), and removal would break the IOD."""
         vr = _vr(ds, tag)
         if vr == "UI":
             self._act(ds, tag, "U", ctx)
@@ -155,7 +195,7 @@ class Deidentifier:
             self._act(ds, tag, "D", ctx)
         elif vr in _FREE_TEXT:
             cleaning = self.options.clean_structured_content or self.options.clean_descriptors
-            self._act(ds, tag, "C" if cleaning else "X", ctx)
+            self._act(ds, tag, "C" if cleaning else "D", ctx)
 
     def _private(self, ds: Dataset, tag: int, safe: set[int], ctx: dict) -> None:
         """Retain Safe Private Option (PS3.15 E.3.10): a safe element is kept
@@ -183,6 +223,8 @@ class Deidentifier:
         elem = ds[tag]
         if action == "Z":
             elem.value = Sequence() if elem.VR == "SQ" else None
+        elif action == "D" and elem.VR == "SQ":
+            self._dummy_sequence(elem, tag, ctx)
         elif action == "D":
             self._dummy(elem)
         elif action == "U":
@@ -192,6 +234,19 @@ class Deidentifier:
         else:                                  # K on a sequence: kept, its items processed
             for item in elem.value:
                 self._walk(item, ctx)
+
+    def _dummy_sequence(self, elem, tag: int, ctx: dict) -> None:
+        """D on a sequence: a non-zero-length value (an empty sequence breaks
+        the Type 1/1C sequences D is given for, e.g. Content Sequence).  A
+        code sequence gets one dummy code item (its codes may name a person);
+        any other keeps its items, each de-identified by the table."""
+        if _is_code_sequence(tag):
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = _DUMMY_CODE
+            elem.value = Sequence([item])
+            return
+        for item in elem.value:
+            self._walk(item, ctx)
 
     def _dummy(self, elem) -> None:
         if elem.VR == "SQ":
@@ -249,6 +304,32 @@ class Deidentifier:
         ds.DeidentificationMethodCodeSequence = Sequence(codes)
         ds.LongitudinalTemporalInformationModified = {
             None: "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.retain_dates]
+
+
+def _raw_action(row: dict, columns: list[str]) -> str:
+    """The row's action as the table writes it ('X/Z/D'), before
+    ``action_for`` resolves a combined one."""
+    action = row["basic"]
+    for column in columns:
+        action = row.get(column, action)
+    return action
+
+
+def _is_code_sequence(tag: int) -> bool:
+    from pydicom.datadict import keyword_for_tag
+    return keyword_for_tag(tag).endswith("CodeSequence")
+
+
+def _remove_bare_overlays(ds: Dataset, groups: list[int], result: DeidResult) -> None:
+    """An overlay whose Overlay Data the table removed (X) loses the rest of
+    its group too: Rows, Columns, Type ... without the data are a broken
+    Overlay Plane Module (Overlay Data is Type 1, PS3.3 C.9.2)."""
+    for group in groups:
+        if (group << 16) | 0x3000 in ds:
+            continue                           # kept (Clean Graphics Option)
+        for tag in [t for t in ds.keys() if t.group == group]:
+            del ds[tag]
+            result.actions["X (overlay plane)"] += 1
 
 
 def _vr(ds: Dataset, tag: int) -> str:
