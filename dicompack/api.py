@@ -15,8 +15,9 @@ from pathlib import Path
 
 from . import fileset as fs
 from .check import check_fileset
-from .dicomdir import read_dicomdir, write_dicomdir_file
-from .errors import DeidentificationError, InvalidInputError, PackageInvalidError, StorageError, UsageError
+from .dicomdir import read_index, write_dicomdir
+from .errors import (DicompackError, DuplicateInstanceError, InvalidInputError, PackageInvalidError,
+                     StorageError, UsageError)
 from . import package as pkg
 from .output import atomic_directory, atomic_file, check_destination, private_tempdir
 from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
@@ -44,6 +45,7 @@ class PackOptions:
     reid_recipients: tuple = ()      # certificates that may re-identify (Encrypted Attributes Sequence)
     descriptor: Path | None = None   # File-set Descriptor file (text), stored as README
     per_file: bool = False           # folder output of Secure DICOM Files (PS3.10 7.4), DICOMDIR included
+    keep_preamble: bool = False      # keep non-TIFF preambles as they are (default: zeroed, CVE-2019-11687)
     skip_invalid: bool = False
     force: bool = False
     jobs: int | None = None
@@ -92,9 +94,12 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     _validate_fileset_id(options.fileset_id)
     fmt = output_format(dest, options.format)
     pkg.entry_method("1.2.840.10008.1.2.1", options.zip_method)  # validate early
+    stream = pkg.is_stream(dest) or str(dest) == "-"
+    check_transport(fmt, stream=stream, per_file=options.per_file, protection=_protection(options),
+                    recipients=bool(options.recipients))
+    _check_key_material(options)
     started = time.monotonic()
     progress = Progress(options.progress)
-    stream = pkg.is_stream(dest) or str(dest) == "-"
     label = "<stream>" if stream else str(dest)
     if not stream:
         dest = Path(dest)
@@ -106,10 +111,81 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
         if options.j2k is not None or options.deid is not None:
             beside = dest.parent if fmt == "dir" and not stream else None
             kept = _transform_stage(kept, options, stack, progress, report, stage_beside=beside)
+        _preamble_stage(kept, options, report)
         _emit(dest, stream, fmt, fs.plan_layout(kept), report, options, progress)
     report.seconds = round(time.monotonic() - started, 3)
     report.files_per_second = round(report.instances / report.seconds, 1) if report.seconds else 0.0
     return report
+
+
+def check_transport(fmt: str, *, stream: bool, per_file: bool, protection: list[str],
+                    recipients: bool) -> None:
+    """Refuse, before any work, option sets that would not protect what the
+    caller asked to protect.  ``protection`` names the encryption/signing
+    options given: for an output that is neither encrypted nor signed they
+    would be dropped silently and the PHI sent in the clear."""
+    secure = fmt == "secure" or per_file
+    if protection and not secure:
+        output = "stream" if stream else {"dir": "folder", "zip": "ZIP"}[fmt]
+        raise UsageError(f"{', '.join(protection)} given, but a {output} output is "
+                         "neither encrypted nor signed: write a secure package (-o NAME.p7m or --format "
+                         "secure) or, for a folder, Secure DICOM Files (--per-file)")
+    if secure and not recipients:
+        raise UsageError("a secure package needs --recipient CERT and/or --password-file")
+    if per_file and (fmt != "dir" or stream):
+        raise UsageError("--per-file writes a folder of Secure DICOM Files: give a folder destination")
+    if fmt == "dir" and stream:
+        raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
+
+
+def _protection(options: PackOptions) -> list[str]:
+    """The encryption/signing options of a library call, named as the CLI names them."""
+    return [name for name, given in (("recipients", options.recipients), ("signer", options.signer is not None),
+                                     ("aead", options.aead)) if given]
+
+
+def _check_key_material(options: PackOptions) -> None:
+    """The same checks the CLI makes with file names, for library callers."""
+    from . import keys
+    from .container import cms_crypto as limits
+    from .container.cms import CertRecipient, PasswordRecipient
+    if len(options.recipients) > limits.MAX_RECIPIENTS:   # receivers refuse more (cms_crypto limits)
+        raise UsageError(f"{len(options.recipients)} recipients: at most {limits.MAX_RECIPIENTS}")
+    for r in options.recipients:
+        if isinstance(r, CertRecipient):
+            keys.check_recipient_certificate(r.cert, where=f"recipient {r.cert.subject.rfc4514_string()}")
+        elif isinstance(r, PasswordRecipient):
+            keys.check_new_password(r.password, where="package password")
+            if not limits.MIN_PBKDF2_ITERATIONS <= r.iterations <= limits.MAX_PBKDF2_ITERATIONS:
+                raise UsageError(f"PBKDF2 iterations must be {limits.MIN_PBKDF2_ITERATIONS:,} to "
+                                 f"{limits.MAX_PBKDF2_ITERATIONS:,} (receivers refuse others)",
+                                 where="--pbkdf2-iterations")
+        else:
+            raise UsageError(f"not a recipient: {type(r).__name__} (CertRecipient or PasswordRecipient)")
+    for cert in options.reid_recipients:
+        keys.check_recipient_certificate(cert, where=f"re-identification recipient "
+                                                     f"{cert.subject.rfc4514_string()}")
+    if options.signer is not None:
+        keys.check_signer(options.signer.key, options.signer.cert,
+                          where=f"signer {options.signer.cert.subject.rfc4514_string()}")
+
+
+def _preamble_stage(scans: list[ScanResult], options: PackOptions, report: PackReport) -> None:
+    """Zero every preamble that is not a TIFF header (PS3.10 7.1 dual
+    personality): the 128 bytes are free for applications, so an attacker
+    can put an executable header there and the DICOM file still reads as
+    DICOM (CVE-2019-11687).  Files written anew (File Meta repaired,
+    de-identified, recompressed) get a zero preamble anyway.  Sources are
+    counted in ``_scan_inputs``; this marks the files actually copied."""
+    from .scan import PREAMBLE_FOREIGN, PREAMBLE_TIFF
+    copied = Counter(scan.preamble for scan in scans if not scan.needs_rewrite)
+    for scan in scans:
+        if scan.preamble == PREAMBLE_FOREIGN and not scan.needs_rewrite and not options.keep_preamble:
+            scan.clear_preamble = True
+    if copied[PREAMBLE_TIFF]:
+        report.stages.setdefault("preamble", {})["tiff_kept"] = copied[PREAMBLE_TIFF]
+    if options.keep_preamble and copied[PREAMBLE_FOREIGN]:
+        report.stages.setdefault("preamble", {})["foreign_kept"] = copied[PREAMBLE_FOREIGN]
 
 
 def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitStack,
@@ -131,7 +207,9 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             spec = tf.TransformSpec(j2k=options.j2k, deid=options.deid, reid_pem=reid_pem,
                                     lossy_uids=tuple((_after_deid(u, options), tf.lossy_uid(_after_deid(u, options)))
                                                      for u in lossy))
-        outcomes = workers.transform(scans, stage, spec, progress, tolerate=(DeidentificationError,))
+        # Every instance runs, whatever others raise: one run names every problem.
+        outcomes = workers.transform(scans, stage, spec, progress, tolerate=(DicompackError,))
+    failed = Counter(o.stage for o in outcomes if o.error is not None)
     outcomes = _leave_out_refused(outcomes, options, report)
     if options.j2k is not None:
         report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
@@ -142,22 +220,38 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
             actions.update(o.actions)
         report.stages["deid"] = {"profile": "PS3.15 E.1 Basic Application Level Confidentiality Profile",
                                  "table": table()["source"], "options": options.deid.enabled_columns(),
-                                 "instances": len(outcomes), "refused": len(scans) - len(outcomes),
+                                 "instances": len(outcomes), "refused": failed["de-identification"],
                                  "actions": dict(actions),
                                  "reidentifiable_by": len(options.reid_recipients)}
     return [o.scan for o in outcomes]
 
 
 def _leave_out_refused(outcomes: list, options: PackOptions, report: PackReport) -> list:
-    """Instances de-identification refused (burned-in policy): all of them
-    are named; the pack fails, or with --skip-invalid leaves them out."""
-    refused = [(o.path, o.error.message) for o in outcomes if o.error is not None]
-    if not refused:
-        return outcomes
+    """Instances a transform stage could not take (burned-in policy, damaged
+    Pixel Data, a header pydicom cannot read or write): each is named with
+    its stage.  With --skip-invalid they are left out; without, the pack
+    fails listing them all, with the input files the scan refused (kept for
+    this moment so that one run shows every problem), under the error class
+    of the earliest stage that failed (scan 3, de-identification 10, J2K 11)."""
+    from .transform import STAGES
+    failed = [o for o in outcomes if o.error is not None]
+    for o in failed:
+        if isinstance(o.error, StorageError):      # the disk, not an instance: nothing to leave out
+            raise o.error
     kept = [o for o in outcomes if o.error is None]
-    if not options.skip_invalid or not kept:
-        raise DeidentificationError(refused[0][1], where=refused[0][0], problems=refused)
-    report.invalid += [Problem(path, f"refused by de-identification: {why}") for path, why in refused]
+    order = list(STAGES)
+    failed.sort(key=lambda o: order.index(o.stage) if o.stage in order else len(order))
+    if options.skip_invalid and kept:
+        report.invalid += [Problem(o.path, o.problem) for o in failed]
+        return kept
+    problems = [o.failure for o in failed]
+    earlier = [(p.path, p.reason) for p in report.invalid] if not options.skip_invalid else []
+    if earlier:
+        raise InvalidInputError(f"{len(earlier) + len(problems)} input file(s) cannot be packed",
+                                where=earlier[0][0], problems=earlier + problems)
+    if problems:
+        first = failed[0].error
+        raise type(first)(first.message, where=first.where, problems=problems)
     return kept
 
 
@@ -206,38 +300,102 @@ def _source_paths(sources, stack: ExitStack) -> list:
 def _emit(dest, stream: bool, fmt: str, layout, report: PackReport, options: PackOptions,
           progress: Progress) -> None:
     _summarize(report, layout)
-    if (fmt == "secure" or options.per_file) and not options.recipients:
-        raise UsageError("a secure package needs --recipient CERT and/or --password-file")
-    if options.per_file and fmt != "dir":
-        raise UsageError("--per-file writes a folder of Secure DICOM Files: give a folder destination")
-    if fmt == "dir" and stream:
-        raise UsageError("a folder File-set cannot be written to a stream; use --format zip")
-    volumes = [layout]
-    if options.split and not stream:
-        plan = fs.split_volumes(layout, options.split)
-        volumes = [fs.plan_layout(v) for v in plan.volumes]
-        report.warnings += [Problem(str(dest), note) for note in plan.notes]
     if options.descriptor:
         if not Path(options.descriptor).is_file():
             raise UsageError("File-set Descriptor file not found", where=str(options.descriptor))
-        for vol in volumes:
-            vol.descriptor = Path(options.descriptor)
+        layout.descriptor = Path(options.descriptor)
     package_uid = pkg.package_uid_for(layout, options.fileset_id)
     summary = _fileset_summary(report)
-    fs.release_key_values(layout)
     with ExitStack() as stack:   # every volume is renamed into place only when all are written
+        volumes, spool = [layout], None
+        if options.split and not stream:
+            volumes, spool = _split(stack, dest, fmt, layout, options, progress, package_uid, summary, report)
+        fs.release_key_values(layout)
         for i, vol in enumerate(volumes, 1):
             volume = (i, len(volumes))
             target = dest if stream else fs.volume_name(dest, i, len(volumes))
+            _refuse_unreceivable(fmt, len(vol.layout.leaves if spool else vol.leaves), options, target)
             report.volumes.append("<stream>" if stream else str(target))
-            report.bytes_written += _emit_volume(stack, target, stream, fmt, vol, options, progress,
-                                                 package_uid, summary | {"volume_instances": len(vol.leaves)},
-                                                 volume, report)
+            written = _emit_volume(stack, target, stream, fmt, vol, options, progress, package_uid,
+                                   summary | {"volume_instances": len(vol.layout.leaves if spool else vol.leaves)},
+                                   volume, report, spool=spool)
+            if options.split and not stream and written > options.split:
+                # The plan measured every volume; never hand over one that is too big.
+                raise DicompackError(f"volume came to {written:,} bytes, over the volume size of "
+                                     f"{options.split:,} (a dicompack bug: please report it)", where=str(target))
+            report.bytes_written += written
+
+
+# Receivers parse a volume's manifest only within ZipLimits.max_manifest_memory
+# (about 115,000 entries): never write a package our own verify would refuse.
+MAX_INSTANCES_PER_PACKAGE = 100_000
+
+
+def _refuse_unreceivable(fmt: str, instances: int, options: PackOptions, target) -> None:
+    if fmt != "dir" and not options.per_file and instances > MAX_INSTANCES_PER_PACKAGE:
+        raise UsageError(f"{instances:,} instances in one package: receivers accept at most "
+                         f"{MAX_INSTANCES_PER_PACKAGE:,} per ZIP or secure volume; use --split SIZE",
+                         where=str(target))
+
+
+def _split(stack: ExitStack, dest: Path, fmt: str, layout, options: PackOptions, progress: Progress,
+           package_uid: str, summary: dict, report: PackReport):
+    """--split: volumes of at most ``options.split`` bytes as written.
+
+    ZIP and secure volumes: every instance is compressed once into a private
+    spool, volumes are planned from the real compressed sizes (exact ZIP,
+    DICOMDIR and manifest bytes; the CMS envelope bounded from the actual
+    recipients and signer) and later assembled by copying compressed bytes.
+    Folder volumes: file sizes, exactly.  Returns the volumes (ZipVolume,
+    or Layout for folders) and the spool (None for folders)."""
+    from .container.zip import EntrySpool
+    sealed = (pkg.SecureSizer(list(options.recipients), options.signer, options.aead, options.legacy)
+              if fmt == "secure" or options.per_file else None)
+    spool = spooled = None
+    if fmt != "dir":
+        spool = stack.enter_context(EntrySpool(stack.enter_context(private_tempdir("spool")) / "entries"))
+        spooled = pkg.spool_instances(layout, spool, options.zip_method, progress)
+
+    def build(scans: list, volume: tuple[int, int]):
+        vol = fs.plan_layout(scans)
+        vol.descriptor = layout.descriptor
+        vol_summary = summary | {"volume_instances": len(vol.leaves)}
+        if fmt == "dir":
+            return vol, pkg.folder_volume_size(vol, fileset_id=options.fileset_id, summary=vol_summary,
+                                               package_uid=package_uid, volume=volume, sealed=sealed)
+        prepared = pkg.prepare_zip_volume(vol, spooled, fileset_id=options.fileset_id, method=options.zip_method,
+                                          summary=vol_summary, package_uid=package_uid, volume=volume)
+        return prepared, sealed.bound(prepared.zip_size) if sealed else prepared.zip_size
+
+    widest = 10 ** len(str(len(layout.leaves))) - 1     # the volume numbers are not known while planning
+    cost = ((lambda scan: spooled[scan.path].info.compressed_size) if spooled is not None
+            else pkg.instance_bytes)
+    reserve = 0
+    for _attempt in range(6):
+        try:
+            plan = fs.split_volumes(layout, options.split - reserve,
+                                    lambda scans: build(scans, (widest, widest))[1], cost)
+        except fs.VolumeTooSmall as small:
+            raise UsageError(f"this instance needs {small.needed:,} bytes in a volume of its own, more than "
+                             f"the volume size of {options.split:,} (--split)", where=small.scan.path) from None
+        built = [build(scans, (i, len(plan.volumes))) for i, scans in enumerate(plan.volumes, 1)]
+        # With the real volume numbers a deflated manifest may come out a few
+        # bytes longer than planned: plan again with that much held back.
+        if all(size <= options.split for _, size in built):
+            break
+        reserve = reserve * 4 or 256
+    else:
+        raise DicompackError("could not plan volumes within the volume size (a dicompack bug: please report it)",
+                             where=str(dest))
+    report.warnings += [Problem(str(dest), note) for note in plan.notes]
+    return [vol for vol, _ in built], spool
 
 
 def _emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, options: PackOptions,
                  progress: Progress, package_uid: str, summary: dict, volume: tuple[int, int],
-                 report: PackReport) -> int:
+                 report: PackReport, spool=None) -> int:
+    """Write one volume: ``layout`` is a Layout, or with ``spool`` (--split)
+    a ZipVolume whose entries are copied from the spool."""
     if fmt == "dir":
         tmp = stack.enter_context(atomic_directory(target, force=options.force))
         written = pkg.write_folder(tmp, layout, options.fileset_id, progress)
@@ -255,16 +413,21 @@ def _emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, optio
         out = _CountingWriter(sys.stdout.buffer if str(target) == "-" else target)
     else:   # a real file: seekable, so ZIP local headers get patched in place
         out = stack.enter_context(atomic_file(target, force=options.force))
+    if spool is not None:
+        def write_zip_to(sink):
+            return pkg.write_zip_volume(sink, layout, spool, progress)
+    else:
+        def write_zip_to(sink):
+            return pkg.write_zip(sink, layout, progress=progress, **kwargs)
     if fmt == "secure":
-        info, entries = pkg.write_secure(out, layout, recipients=list(options.recipients),
-                                         signer=options.signer, aead=options.aead, legacy=options.legacy,
-                                         zip_kwargs=kwargs, progress=progress)
+        info, entries = pkg.write_secure(out, write_zip_to, recipients=list(options.recipients),
+                                         signer=options.signer, aead=options.aead, legacy=options.legacy)
         report.stages["cms"] = {"content_encryption": info.content_encryption, "recipients": info.recipients,
                                 "signed": info.signed, "digest": info.digest,
                                 "profile": "PS3.15 D.1 Basic DICOM Media Security" if not options.aead
                                 else "AES-GCM AuthEnvelopedData (outside PS3.15 D.1)"}
     else:
-        entries = pkg.write_zip(out, layout, progress=progress, **kwargs)
+        entries = write_zip_to(out)
     out.flush()
     written = out.count if stream else out.tell()
     methods = Counter(e.method for e in entries) + Counter(report.stages.get("zip", {}).get("methods", {}))
@@ -308,18 +471,47 @@ def _scan_inputs(sources: list, report: PackReport, options: PackOptions, progre
             report.skipped.append(Problem(s.path, s.reason))
         else:
             report.invalid.append(Problem(s.path, s.reason))
-    if report.invalid and not options.skip_invalid:
-        problems = [(p.path, p.reason) for p in report.invalid]
-        raise InvalidInputError(f"{len(problems)} invalid input file(s)", where=problems[0][0],
-                                problems=problems)
-    dup = fs.resolve_duplicates(good, skip_invalid=options.skip_invalid)
+    # Conflicting duplicates are resolved (and listed) before anything is
+    # raised, so that one strict run names every invalid file and every
+    # conflict.  With a transform stage to come, its problems are named with
+    # these too (_leave_out_refused raises them all).
+    dup = fs.resolve_duplicates(good, skip_invalid=True)
     report.duplicates_collapsed = [Problem(p, f"byte-identical to {same}") for p, same in dup.collapsed]
     report.invalid += [Problem(p, why) for p, why in dup.conflicts]
+    transforming = good and (options.j2k is not None or options.deid is not None)
+    if report.invalid and not options.skip_invalid and not transforming:
+        _raise_invalid(report.invalid, conflicts=len(dup.conflicts))
+    report.warnings += [Problem(s.path, note) for s in dup.kept for note in s.notes]
     if not dup.kept:
         raise InvalidInputError("no DICOM instances found in the input",
                                 where=", ".join(str(s) for s in sources))
     report.fixes = [Problem(s.path, fix) for s in dup.kept for fix in s.fixes]
+    _count_preambles(dup.kept, report, options)
     return dup.kept
+
+
+def _raise_invalid(invalid: list[Problem], *, conflicts: int) -> None:
+    """Strict mode: one error naming every refused file and every conflict."""
+    problems = [(p.path, p.reason) for p in invalid]
+    refused = len(problems) - conflicts
+    if not refused:
+        raise DuplicateInstanceError(f"{conflicts} conflicting duplicate instance(s)",
+                                     where=problems[0][0], problems=problems)
+    what = f"{refused} invalid input file(s)"
+    if conflicts:
+        what += f" and {conflicts} conflicting duplicate instance(s)"
+    raise InvalidInputError(what, where=problems[0][0], problems=problems)
+
+
+def _count_preambles(scans: list[ScanResult], report: PackReport, options: PackOptions) -> None:
+    """Report the sources whose preamble is neither zeros nor a TIFF header:
+    replaced by zeros (listed per file) unless --keep-preamble."""
+    from .scan import PREAMBLE_FOREIGN
+    foreign = [s for s in scans if s.preamble == PREAMBLE_FOREIGN]
+    if foreign and not options.keep_preamble:
+        report.stages.setdefault("preamble", {})["sanitised"] = len(foreign)
+        report.fixes += [Problem(s.path, "preamble is not zeros nor a TIFF header (a possible executable, "
+                                         "CVE-2019-11687): replaced by zeros") for s in foreign]
 
 
 def _inside(path: str, folder: Path | None) -> bool:
@@ -339,7 +531,8 @@ def _summarize(report: PackReport, layout: fs.Layout) -> None:
     report.transfer_syntaxes = dict(Counter(leaf.transfer_syntax for leaf in layout.leaves))
     report.application_profile = application_profile(report.transfer_syntaxes)
     report.invented = [vars(i) for i in layout.invented]
-    report.warnings = [Problem(p, w) for p, w in layout.warnings]
+    report.warnings += [Problem(p, w) for p, w in layout.warnings]   # after the scan's
+    report.fixes += [Problem(p, what) for p, what in layout.fix_lines()]
 
 
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
@@ -368,14 +561,20 @@ def build_dicomdir(root, *, fileset_id: str | None = None, update: bool = False,
 
     Without ``update`` a broken or stale index is ignored and rebuilt from
     the files.  With ``update`` (FSU role) existing records are kept as they
-    are and records are added for files the DICOMDIR does not reference.
+    are (read in any native syntax, lower-level directory files followed) and
+    records are added for files the DICOMDIR does not reference; a file whose
+    SOP Instance UID the DICOMDIR already holds is refused.  Either way the
+    new DICOMDIR is written to a temporary sibling and checked with the
+    File-set; it replaces the old one only when the check passes.
     """
     started = time.monotonic()
     root = Path(root)
     if not root.is_dir():
         raise UsageError("not a folder", where=str(root))
     dicomdir = root / "DICOMDIR"
-    existing = read_dicomdir(dicomdir) if update and dicomdir.exists() else None
+    existing = read_index(root) if update and dicomdir.exists() else None
+    if existing:
+        fs.refuse_lossy_update(existing, where=str(dicomdir))   # before scanning anything
     if fileset_id is None:
         fileset_id = existing.fileset_id if existing else ""
     _validate_fileset_id(fileset_id)
@@ -386,20 +585,49 @@ def build_dicomdir(root, *, fileset_id: str | None = None, update: bool = False,
              and ".dicompack-tmp" not in p]
     prog = Progress(progress)
     scans = scan_files(paths, jobs=jobs, progress=lambda d, t: prog("scan", d, t))
-    fixed_ids, dicom = _placed_files(root, scans, report)
+    indexed = {r.sop_instance: "/".join(r.file_id) for r in existing.records
+               if r.in_use and r.file_id and r.sop_instance} if existing else {}
+    fixed_ids, dicom = _placed_files(root, scans, report, indexed)
     layout = fs.plan_layout(dicom, fixed_ids)
     roots = layout.roots
     if existing:
-        roots = merge_records(existing.roots, layout.roots)
+        roots = fs.updated_index(existing, layout.roots, where=str(dicomdir))
         report.added = len(layout.leaves)
-    report.records = write_dicomdir_file(dicomdir, roots, fileset_id=fileset_id)
+    report.records = _write_checked(root, dicomdir, roots, fileset_id, jobs)
     report.instances = sum(1 for r in walk_all(roots) if r.file_id)
     report.invented = [vars(i) for i in layout.invented]
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _placed_files(root: Path, scans: list[ScanResult], report: DicomdirReport):
+def _write_checked(root: Path, dicomdir: Path, roots: list[Record], fileset_id: str,
+                   jobs: int | None) -> int:
+    """Write the DICOMDIR to a temporary sibling, check the File-set with it,
+    and rename it into place only if the check finds no error: a failed
+    (re)build leaves the File-set as it was."""
+    tmp = dicomdir.with_name("DICOMDIR.dicompack-tmp")
+    try:
+        with open(tmp, "wb") as f:
+            count = write_dicomdir(f, roots, fileset_id=fileset_id)
+            f.flush()
+            os.fsync(f.fileno())
+        _dd, findings, _files = check_fileset(root, jobs=jobs, dicomdir=tmp)
+        errors = [f for f in findings if f.severity == "error"]
+        if errors:
+            more = f" (and {len(errors) - 1:,} more; `dicompack check` lists them)" if len(errors) > 1 else ""
+            raise PackageInvalidError(f"nothing changed: the new DICOMDIR would fail the File-set check: "
+                                      f"{errors[0].where}: {errors[0].what}{more}", where=str(dicomdir))
+        os.replace(tmp, dicomdir)
+        return count
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _placed_files(root: Path, scans: list[ScanResult], report: DicomdirReport,
+                  indexed: dict[str, str] | None = None):
+    """The scanned files that can be indexed where they are; ``indexed``
+    maps the SOP Instance UIDs the DICOMDIR already holds to their File IDs."""
     fixed_ids: dict[str, tuple[str, ...]] = {}
     bad: list[tuple[str, str]] = []
     dicom = []
@@ -420,11 +648,12 @@ def _placed_files(root: Path, scans: list[ScanResult], report: DicomdirReport):
     if bad:
         raise InvalidInputError(f"{len(bad)} file(s) cannot be indexed in place", where=bad[0][0],
                                 problems=bad)
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = dict(indexed or {})
     for s in dicom:
         if s.sop_instance in seen:
-            raise InvalidInputError(f"same SOP Instance UID as {seen[s.sop_instance]}",
-                                    where=os.path.relpath(s.path, root))
+            already = " (already in the DICOMDIR)" if indexed and s.sop_instance in indexed else ""
+            raise InvalidInputError(f"same SOP Instance UID as {seen[s.sop_instance]}{already}; "
+                                    "nothing changed", where=os.path.relpath(s.path, root))
         seen[s.sop_instance] = os.path.relpath(s.path, root)
     return fixed_ids, dicom
 
@@ -432,22 +661,7 @@ def _placed_files(root: Path, scans: list[ScanResult], report: DicomdirReport):
 def merge_records(old: list[Record], new: list[Record]) -> list[Record]:
     """Add the records of ``new`` into ``old``, matching patients by Patient
     ID, studies by Study Instance UID and series by Series Instance UID."""
-    match_key = {"PATIENT": PATIENT_ID, "STUDY": STUDY_UID, "SERIES": SERIES_UID}
-    merged = list(old)
-    for rec in new:
-        tag = match_key.get(rec.type)
-        twin = next((o for o in merged if tag and o.type == rec.type and o.in_use
-                     and _key(o, tag) == _key(rec, tag)), None)
-        if twin is None:
-            merged.append(rec)
-        else:
-            twin.children = merge_records(twin.children, rec.children)
-    return merged
-
-
-def _key(rec: Record, tag: int) -> bytes:
-    from .records import key_bytes
-    return key_bytes(rec, tag)
+    return fs._merge_level(old, new)
 
 
 # ---------------------------------------------------------------- reading
@@ -492,8 +706,10 @@ def list_fileset(path) -> ListReport:
 def _list(root: Path, label: str) -> ListReport:
     dicomdir = root / "DICOMDIR"
     if not dicomdir.is_file():
-        raise PackageInvalidError("no DICOMDIR at the File-set root", where=str(root))
-    dd = read_dicomdir(dicomdir)
+        from .check import NO_DICOMDIR
+        raise PackageInvalidError(NO_DICOMDIR, where=label)     # root: a temporary folder for a ZIP
+    dd = read_index(root)
+    _refuse_unwalkable(dd, label)
     report = ListReport(path=label, fileset_id=dd.fileset_id)
     for p in dd.roots:
         if p.type != "PATIENT":
@@ -509,6 +725,30 @@ def _list(root: Path, label: str) -> ListReport:
     return report
 
 
+def _refuse_unwalkable(dd, label: str) -> None:
+    """`ls` shows what the index holds or fails: never a partial or empty
+    listing with exit 0 for records it cannot reach."""
+    if dd.unread_directory_files:
+        file_id, why = dd.unread_directory_files[0]
+        raise PackageInvalidError(f"the DICOMDIR cannot be walked: its lower-level directory file {file_id} "
+                                  f"cannot be read ({why})", where=label)
+    lost = dd.unreachable()
+    if lost:
+        first = lost[0]
+        raise PackageInvalidError(
+            f"the DICOMDIR cannot be walked: {len(lost):,} of {len(dd.records):,} in-use records are not "
+            f"reachable from its root (first: {first.type or 'untyped'} record at byte {first.offset}); "
+            "`dicompack check` tells why", where=label)
+    # Root-level single-level records (hanging protocols, palettes ...) are
+    # simply not listed; studies below anything but a PATIENT record would be lost.
+    misplaced = next((r for r in dd.roots if r.in_use and r.type != "PATIENT"
+                      and any(c.type == "STUDY" for c in r.children)), None)
+    if misplaced is not None:
+        raise PackageInvalidError(f"the DICOMDIR cannot be listed: studies below a {misplaced.type or 'untyped'} "
+                                  f"record (byte {misplaced.offset}) instead of a PATIENT record; "
+                                  "`dicompack check` tells why", where=label)
+
+
 def _series_summary(se: Record) -> dict:
     leaves = [r for r in se.children if r.in_use]
     return {"series_uid": key_text(se, SERIES_UID), "modality": key_text(se, MODALITY),
@@ -521,42 +761,19 @@ def _series_summary(se: Record) -> dict:
 
 @dataclass(frozen=True)
 class ReceiveOptions:
-    """Keys and policies for verify/unpack."""
+    """Keys and policies for verify/unpack.  Giving a key, a password or a
+    trust anchor makes the receive policy strict: every package and volume
+    must be encrypted and signed by a trusted signer, unless relaxed."""
     key: object = None               # recipient private key (RSA or EC)
     cert: object = None              # its certificate (selects the recipient info)
     password: bytes | None = None    # or the package password (PWRI)
     trust: tuple = ()                # trust anchors for the signer's chain
     allow_unsigned: bool = False     # accept DigestedData (integrity without origin)
+    allow_plain: bool = False        # accept a plain (unencrypted, unsigned) ZIP although keys are given
+    legacy: bool = False             # accept SHA-1 and weak PBKDF2 parameters chosen by old senders (openssl's PWRI)
     jobs: int | None = None
     limits: object = None            # container.zip.ZipLimits; None for the defaults
     progress: ProgressCallback | None = None
-
-
-def _open_package(path: Path, label: str, options: ReceiveOptions, stack: ExitStack,
-                  progress: Progress) -> tuple[Path, dict]:
-    """The ZIP inside a package: the file itself, or, for a secure package,
-    its decrypted and fully verified content in a private spool (0600 in a
-    0700 folder, removed on every path)."""
-    from . import receive
-    if receive.sniff(path) != "cms":
-        return path, {}
-    if options.key is None and options.password is None:
-        raise UsageError("secure package: give --key/--cert, --p12 or --password-file", where=label)
-    from .container.cms import open_secure_package
-    folder = stack.enter_context(private_tempdir("spool"))
-    spool = folder / "package.zip"
-    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    done = [0]
-
-    def on_bytes(n: int) -> None:
-        done[0] += n
-        progress("verify", 0, 1, done[0])
-
-    with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
-        secure = open_secure_package(src, out, key=options.key, cert=options.cert, password=options.password,
-                                     trust=list(options.trust), allow_unsigned=options.allow_unsigned,
-                                     on_bytes=on_bytes)
-    return spool, secure.to_dict()
 
 
 def _as_path(src, stack) -> Path:
@@ -572,46 +789,39 @@ def _as_path(src, stack) -> Path:
     return spool
 
 
-def _zip_report(path: Path, result, label: str) -> VerifyReport:
-    report = VerifyReport(path=label, kind="zip", entries=result.entries, fileset_id=result.fileset_id,
-                          records=result.records, files=result.files,
-                          findings=[f.to_dict() for f in result.findings])
-    if result.manifest:
-        report.package_uid = result.manifest.get("package_uid", "")
-        report.volume = result.manifest.get("volume", {})
-    return report
+def _label(src) -> str:
+    return "<stream>" if pkg.is_stream(src) else str(src)
 
 
 @storage_errors
 def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
-    """Verify a package (ZIP) or a File-set without restoring anything."""
+    """Verify a package (ZIP, secure package, folder of Secure DICOM Files)
+    or a File-set under the receive policy, without restoring anything."""
     from . import receive
-    progress = Progress(options.progress)
+    policy = receive.policy_for(options)
     with ExitStack() as stack:
         path = _as_path(src, stack)
-        kind = receive.sniff(path)
-        label = "<stream>" if pkg.is_stream(src) else str(src)
-        if kind == "fileset":
-            secure = {}
-            if pkg.is_secure_fileset(path if path.is_dir() else path.parent):
-                path, secure = _open_secure_fileset(path, options, stack)
-            checked = check(path, jobs=options.jobs)
-            return VerifyReport(path=label, kind="secure-fileset" if secure else "fileset",
-                                fileset_id=checked.fileset_id, records=checked.records, files=checked.files,
-                                findings=checked.findings, secure=secure)
-        zip_path, secure = _open_package(path, label, options, stack, progress)
-        parent = Path(tempfile.gettempdir())
-        with receive.staged_zip(zip_path, parent, limits=_limits(options)) as (root, result, reader):
-            receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
-            report = _zip_report(path, result, label)
-            if secure:
-                report.kind, report.secure = "secure", secure
-            return report
+        source = receive.open_source(path, _label(src), options, policy, stack, Path(tempfile.gettempdir()),
+                                     Progress(options.progress))
+        return source.report
 
 
-def _limits(options: ReceiveOptions):
-    from .container.zip import ZipLimits
-    return options.limits or ZipLimits()
+def _staged_names(roots: list[Path], labels: list[str]):
+    """A function naming a path under one of ``roots`` as the user knows
+    it: "<package>: <entry>" (or "<package>" for the root itself)."""
+    pairs = [(os.path.abspath(root), label) for root, label in zip(roots, labels)]
+
+    def rename(where):
+        if not where:
+            return where
+        text = os.path.abspath(str(where)) if os.path.isabs(str(where)) else str(where)
+        for root, label in pairs:
+            if text == root:
+                return label
+            if text.startswith(root + os.sep):
+                return f"{label}: {Path(os.path.relpath(text, root)).as_posix()}"
+        return where
+    return rename
 
 
 @storage_errors
@@ -619,124 +829,64 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
            rebuild: bool = False) -> UnpackReport:
     """Verify, then restore a package's File-set at ``dest`` atomically.
 
-    ``src`` may be a list of volumes (NAME-1ofN ...): all are verified, must
-    share one package UID and be complete, and are merged into one File-set.
-    With ``rebuild`` a foreign ZIP (no DICOMDIR, DICOMDIR in a subfolder,
-    non-conformant names) is turned into a conformant File-set instead.
+    ``src`` may be a list of volumes (NAME-1ofN ...): every one is verified
+    under the receive policy, all must share one package UID and be
+    complete, and are merged into one File-set (an instance two volumes
+    carry with different bytes refuses the merge).  With ``rebuild`` a
+    foreign ZIP (no DICOMDIR, DICOMDIR in a subfolder, non-conformant names)
+    is turned into a conformant File-set instead; a dicompack manifest it
+    carries must still match.
     """
     from . import receive
-    progress = Progress(options.progress)
-    dest = Path(dest)
-    check_destination(dest, force=force)
-    parent = receive.require_parent(dest)
     sources = list(src) if isinstance(src, (list, tuple)) else [src]
+    dest = Path(dest)
+
+    def rebuild_into(roots: list[Path], target: Path, label: str) -> PackReport:
+        # The roots are private staging folders: every path pack reports
+        # under one is named "<package>: <entry>" instead.
+        labels = [one for _, one in items] if len(items) == len(roots) else [label] * len(roots)
+        rename = _staged_names(roots, labels)
+        try:
+            report = pack(roots, target, PackOptions(force=force, jobs=options.jobs, skip_invalid=rebuild,
+                                                     progress=options.progress))
+        except DicompackError as err:
+            err.where = rename(err.where)
+            err.problems = [(rename(where), what) for where, what in err.problems]
+            raise
+        for name in ("skipped", "invalid", "duplicates_collapsed", "fixes", "warnings"):
+            for problem in getattr(report, name, []):
+                problem.path = rename(problem.path)
+        return report
+
     with ExitStack() as stack:
-        staged = []
-        for one in sources:
-            path = _as_path(one, stack)
-            label = "<stream>" if pkg.is_stream(one) else str(one)
-            if receive.sniff(path) == "fileset":
-                if not (path.is_dir() and pkg.is_secure_fileset(path)):
-                    raise UsageError("unpack takes a ZIP, a secure package or a folder of Secure DICOM Files",
-                                     where=label)
-                return _unpack_secure_fileset(path, dest, label, options, stack, parent)
-            # Secure packages are decrypted and verified (signature, chain)
-            # into a private spool first: no byte reaches the target before.
-            zip_path, secure = _open_package(path, label, options, stack, progress)
-            root, result, reader = stack.enter_context(
-                receive.staged_zip(zip_path, parent, limits=_limits(options)))
-            if rebuild:
-                return _rebuild([root], dest, label, force, options)
-            receive.check_zip_contents(root, reader, result, progress, jobs=options.jobs)
-            verified = _zip_report(path, result, label)
-            if secure:
-                verified.kind, verified.secure = "secure", secure
-            errors = [f for f in verified.findings if f["severity"] == "error"]
-            if errors:
-                raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)
-            staged.append((root, verified))
-        if len(staged) > 1:
-            _check_volume_set([v for _, v in staged])
-            merged = _rebuild([r for r, _ in staged], dest, ", ".join(map(str, sources)), force, options)
-            merged.rebuilt, merged.verify = False, {"volumes": [v.to_dict() for _, v in staged]}
-            return merged
-        root, verified = staged[0]
-        progress("restore", 0, 1)
-        receive.restore(root, dest)
-        progress("restore", 1, 1)
-        return UnpackReport(path=verified.path, output=str(dest), files=verified.files,
-                            verify=verified.to_dict())
-
-
-def _open_secure_fileset(root: Path, options: ReceiveOptions, stack: ExitStack,
-                         parent: Path | None = None) -> tuple[Path, dict]:
-    """Decrypt and verify every Secure DICOM File into a private folder."""
-    if options.key is None and options.password is None:
-        raise UsageError("Secure DICOM Files: give --key/--cert, --p12 or --password-file", where=str(root))
-    work = stack.enter_context(private_tempdir("spool", parent))
-    out = work / "fileset"
-    secure = pkg.open_secure_fileset(root, out, key=options.key, cert=options.cert, password=options.password,
-                                     trust=list(options.trust), allow_unsigned=options.allow_unsigned)
-    return out, secure
-
-
-def _unpack_secure_fileset(root: Path, dest: Path, label: str, options: ReceiveOptions, stack: ExitStack,
-                           parent: Path) -> UnpackReport:
-    from . import receive
-    plain, secure = _open_secure_fileset(root, options, stack, parent)
-    checked = check(plain, jobs=options.jobs)
-    report = VerifyReport(path=label, kind="secure-fileset", fileset_id=checked.fileset_id,
-                          records=checked.records, files=checked.files, findings=checked.findings, secure=secure)
-    errors = [f for f in report.findings if f["severity"] == "error"]
-    if errors:
-        raise PackageInvalidError(errors[0]["what"], where=errors[0]["where"], findings=errors)
-    receive.restore(plain, dest)
-    return UnpackReport(path=label, output=str(dest), files=checked.files, verify=report.to_dict())
-
-
-def _check_volume_set(reports: list[VerifyReport]) -> None:
-    """Volumes of one package: same package UID, each index once, none missing."""
-    first = reports[0]
-    count = first.volume.get("count", 1)
-    seen: dict[int, str] = {}
-    for r in reports:
-        if r.package_uid != first.package_uid or not r.package_uid:
-            raise PackageInvalidError(f"volume of another package ({r.package_uid or 'no manifest'}, "
-                                      f"expected {first.package_uid})", where=r.path)
-        index = r.volume.get("index")
-        if r.volume.get("count") != count or index in seen:
-            raise PackageInvalidError(f"volume {index} of {r.volume.get('count')} does not fit the set "
-                                      f"(already have {sorted(seen)} of {count})", where=r.path)
-        seen[index] = r.path
-    missing = sorted(set(range(1, count + 1)) - set(seen))
-    if missing:
-        raise PackageInvalidError(f"missing volume(s) {', '.join(map(str, missing))} of {count}",
-                                  where=first.path)
-
-
-def _rebuild(roots: list[Path], dest: Path, label: str, force: bool, options: ReceiveOptions) -> UnpackReport:
-    """Pack whatever DICOM the extracted folders hold into one conformant File-set."""
-    packed = pack(roots, dest, PackOptions(force=force, jobs=options.jobs, skip_invalid=True,
-                                            progress=options.progress))
-    return UnpackReport(path=label, output=str(dest), files=packed.instances, rebuilt=True,
-                        verify={"pack": packed.to_dict()})
+        items = [(_as_path(one, stack), _label(one)) for one in sources]
+        return receive.unpack(items, dest, options, force=force, rebuild=rebuild, stack=stack,
+                              rebuild_into=rebuild_into)
 
 
 @storage_errors
 def reidentify(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool = False) -> PackReport:
     """Restore the original values sealed by ``--reid-recipient`` in every
     instance of a package or File-set, and pack the result at ``dest``."""
-    from pydicom import dcmread
-
-    from .deid.reid import restore
+    from .deid.reid import restore_file
     with ExitStack() as stack:
         path = _as_path(src, stack)
         work = stack.enter_context(private_tempdir("reid"))
         from . import receive
-        if receive.sniff(path) == "fileset":
-            root = path if path.is_dir() else path.parent
+        unpacked = None
+        folder = path if path.is_dir() else path.parent
+        if receive.sniff(path) == "fileset" and not receive.is_secure_folder(folder):
+            # A plain folder proves nothing about who sealed its payloads (anyone
+            # holding the public certificate can): the receive policy of
+            # verify/unpack applies, so it takes --allow-plain by name (and
+            # then needs no --trust: there is no signer to trust).
+            if not options.allow_plain:
+                receive.policy_for(options).refuse_plain(_label(src))
+            relaxed = "--allow-plain (plain folder: payloads not signed)"
+            root = folder
         else:
-            root = work / "unpacked"
+            relaxed = " ".join(receive.policy_for(options).relaxed) or "none"
+            root = unpacked = work / "unpacked"
             unpack(path, root, options)
         staged = work / "restored"
         staged.mkdir()
@@ -744,7 +894,10 @@ def reidentify(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: 
         if not scans:
             raise InvalidInputError("no DICOM instances to re-identify", where=str(src))
         for n, scan in enumerate(scans):
-            ds = dcmread(scan.path)
-            restore(ds, key=options.key, cert=options.cert, password=options.password, where=scan.path)
-            ds.save_as(staged / f"{n:08d}", enforce_file_format=True)
-        return pack([staged], dest, PackOptions(force=force, jobs=options.jobs, progress=options.progress))
+            # Name the instance as the user knows it, never by our private unpack folder.
+            where = scan.path if unpacked is None else f"{src}:{Path(scan.path).relative_to(root).as_posix()}"
+            restore_file(scan.path, staged / f"{n:08d}", key=options.key, cert=options.cert,
+                         password=options.password, where=where)
+        report = pack([staged], dest, PackOptions(force=force, jobs=options.jobs, progress=options.progress))
+        report.stages["receive"] = {"relaxed": relaxed}
+        return report

@@ -6,15 +6,19 @@ offending file where there are several) and exit with the error's code.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
+import click
 import typer
 
 from . import __version__, api
-from .errors import DicompackError, PackageInvalidError, UsageError
+from .errors import DicompackError, PackageInvalidError, Terminated, UsageError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Pack DICOM studies into standard File-sets; verify and unpack them safely.")
@@ -40,8 +44,10 @@ def _progress_bar(quiet: bool):
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.console import Console
-    with Progress(TextColumn("{task.description:>9}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with _cursor_shown_at_exit(console), \
+            Progress(TextColumn("{task.description:>9}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                     TimeRemainingColumn(), console=console, transient=True) as bar:
         tasks: dict[str, int] = {}
 
         def callback(event):
@@ -57,6 +63,16 @@ def _progress_bar(quiet: bool):
         yield callback
 
 
+@contextmanager
+def _cursor_shown_at_exit(console):
+    """Progress hides the cursor and shows it again when it stops; a signal
+    (Ctrl-C, SIGTERM) landing inside its own start or stop would skip that."""
+    try:
+        yield
+    finally:
+        console.show_cursor(True)
+
+
 def _fail(err: DicompackError, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(err.to_dict() | {"problems": err.problems}, indent=2))
@@ -70,7 +86,8 @@ def _fail(err: DicompackError, as_json: bool) -> None:
 @contextmanager
 def _errors(as_json: bool):
     try:
-        yield
+        with _signals.cancellable():
+            yield
     except DicompackError as err:
         if err.problems:
             err.where, err.message = err.problems[0]
@@ -78,9 +95,104 @@ def _errors(as_json: bool):
             for f in err.findings[1:]:
                 typer.echo(f"dicompack: {f['where']}: {f['what']}", err=True)
         _fail(err, as_json)
-    except KeyboardInterrupt:
-        typer.echo("dicompack: interrupted; nothing was written", err=True)
-        raise typer.Exit(130)
+    except KeyboardInterrupt as err:
+        # Ctrl-C or SIGTERM.  Every finally and context manager below has
+        # run by now: spools and partial outputs removed, workers stopped,
+        # the cursor shown again.
+        _cancelled(getattr(err, "signum", signal.SIGINT))
+    except click.exceptions.Abort:
+        if _signals.received is None:    # end of input at a prompt
+            raise
+        _cancelled(_signals.received)    # a signal at a prompt: click made it Abort
+
+
+def _cancelled(signum: int) -> None:
+    word = "terminated" if signum == signal.SIGTERM else "interrupted"
+    typer.echo(f"dicompack: {word}; nothing was written", err=True)
+    raise typer.Exit(128 + signum)
+
+
+class _Signals:
+    """SIGINT and SIGTERM become one cancellation path: while a command
+    works (``cancellable``) the first one raises ``Terminated`` in the main
+    thread, so cleanup runs as for Ctrl-C; outside that, there is nothing to
+    clean up and the process just exits.  Later signals are ignored, so they
+    cannot cut that cleanup short (SIGKILL still can: the next run sweeps
+    what it leaves, see output.sweep_stale)."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self.armed = False
+        # Set once an output is renamed into place (output.on_commit) or the
+        # command's work is done: a signal then no longer cancels anything —
+        # what is left is cleanup, the remaining volumes of a split and the
+        # report — so the run finishes, prints its report and exits 0: a
+        # caller must not read "killed, nothing written" when the
+        # destination was in fact replaced.
+        self.committed = False
+        self._pid = os.getpid()
+        self._raised: BaseException | None = None
+        self._default_unraisable = sys.unraisablehook
+
+    def install(self) -> None:
+        self._pid = os.getpid()
+        from . import output
+        output.on_commit = self._commit
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        if hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, self._again)
+            sys.unraisablehook = self._unraisable
+
+    def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:
+            return      # a just-forked worker, before it drops this handler: its parent stops it
+        if self.received is not None and self._raised is not None:
+            return
+        if self.committed:
+            self.received = signum   # noted, nothing left to cancel: finish the report
+            return
+        self.received = signum
+        self._raised = Terminated(signum) if self.armed else SystemExit(128 + signum)
+        raise self._raised
+
+    def _unraisable(self, info) -> None:
+        """Python ignores an exception raised where it cannot propagate (an
+        at-fork hook of the worker pool, a __del__): it is raised again a
+        moment later (SIGALRM), until it lands in ordinary code."""
+        if self._raised is not None and info.exc_value is self._raised and os.getpid() == self._pid:
+            self._raised = None
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            return
+        self._default_unraisable(info)
+
+    def _again(self, signum, frame) -> None:
+        if self.received is not None and self._raised is None:
+            self._handle(self.received, frame)
+
+    def _commit(self) -> None:
+        if os.getpid() == self._pid:
+            self.committed = True
+
+    @contextmanager
+    def cancellable(self):
+        self.armed = True
+        try:
+            yield
+            self.committed = True
+        finally:
+            self.armed = False
+
+    def hold_until_exit(self) -> None:
+        """Block SIGINT/SIGTERM for the last instants of the process: the
+        interpreter puts the default handlers back while it shuts down, and a
+        signal landing then would end an already finished run by the signal
+        (exit -15).  Blocked signals are dropped when the process exits."""
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+_signals = _Signals()
 
 
 def _emit(report, as_json: bool, text: str) -> None:
@@ -94,7 +206,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
          descriptor: Optional[Path] = typer.Option(None, "--fileset-descriptor", help="Text file stored as the File-set Descriptor (File ID README)."),
-         split: Optional[str] = typer.Option(None, "--split", help="Volume size, e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN."),
+         split: Optional[str] = typer.Option(None, "--split", help="Volume size in bytes written (after compression and encryption), e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN, each at most SIZE."),
          recipient: List[Path] = typer.Option([], "--recipient", help="Recipient certificate (PEM/DER), repeatable: RSA-OAEP (or ECDH for EC keys)."),
          password_file: Optional[Path] = typer.Option(None, "--password-file", help="Encrypt for a password read from this file (PWRI, PBKDF2-HMAC-SHA256)."),
          password_prompt: bool = typer.Option(False, "--password-prompt", help="Ask for the package password on the terminal."),
@@ -108,6 +220,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          sign_pss: bool = typer.Option(False, "--sign-pss", help="RSA-PSS signatures (default PKCS#1 v1.5)."),
          digest: str = typer.Option("sha256", "--digest", help="sha256 | sha384 | sha512 (sha1 only with --legacy)."),
          per_file: bool = typer.Option(False, "--per-file", help="Folder of Secure DICOM Files (PS3.10 7.4): every file, DICOMDIR included, encrypted (and signed) on its own."),
+         keep_preamble: bool = typer.Option(False, "--keep-preamble", help="Keep each file's 128-byte preamble as it is (default: zeroed unless it is a TIFF header, since it can hide an executable: CVE-2019-11687)."),
          aead: bool = typer.Option(False, "--aead", help="AES-256-GCM AuthEnvelopedData (outside the PS3.15 D.1 profile)."),
          legacy: bool = typer.Option(False, "--legacy", help="Allow SHA-1 signatures for old peers."),
          j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
@@ -136,16 +249,27 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, fix and invented key.")):
     """Build a standard File-set (PS3.10 File IDs + DICOMDIR) from messy input."""
+    from . import keys
     with _errors(as_json), _progress_bar(quiet) as bar:
         if zip_method == "zstd":
             typer.echo("dicompack: warning: zstd entries (method 93) cannot be read by most unzip tools",
                        err=True)
+        # Before any key is read or password asked for: keys given for an
+        # output that is neither encrypted nor signed would be dropped silently.
+        protection = [name for name, given in (
+            ("--recipient", recipient), ("--password-file", password_file), ("--password-prompt", password_prompt),
+            ("--sign-key", sign_key), ("--sign-cert", sign_cert), ("--sign-chain", sign_chain), ("--p12", p12),
+            ("--aead", aead)) if given]
+        api.check_transport(api.output_format(output, fmt), stream=output == "-", per_file=per_file,
+                            protection=protection, recipients=bool(recipient or password_file or password_prompt))
         recipients = _recipients(recipient, password_file, password_prompt, pbkdf2_iterations, rsa_pkcs1v15)
         signer = _signer(sign_key, sign_cert, sign_chain, p12, key_password_file, digest, sign_pss)
+        reid_certs = tuple(keys.check_recipient_certificate(c, where=str(p))
+                           for p in reid_recipient for c in _certs(p))
         report = api.pack(sources, output, api.PackOptions(
             fileset_id=fileset_id, format=fmt, zip_method=zip_method, skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy, per_file=per_file, reid_recipients=tuple(c for p in reid_recipient for c in _certs(p)), j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
+            aead=aead, legacy=legacy, per_file=per_file, keep_preamble=keep_preamble, reid_recipients=reid_certs, j2k=_j2k_options(j2k, no_verify, force_lossy, transcode),
             deid=_deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_safe_private=retain_safe_private,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,
@@ -277,21 +401,26 @@ def _j2k_options(text: Optional[str], no_verify: bool, force: bool, transcode: b
 
 
 def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> bytes | None:
-    """Passwords come from a file or the terminal, never from argv."""
+    """Passwords come from a file or the terminal, never from argv.  With
+    ``confirm`` it is a new one to pack with: asked twice, and it must be
+    long enough; one to receive with is taken as the sender chose it."""
     from . import keys
+    password = None
     if password_file:
-        return keys.read_password_file(password_file)
-    if prompt:
+        password = keys.read_password_file(password_file)
+    elif prompt:
         text = typer.prompt("Package password", hide_input=True, confirmation_prompt=confirm)
-        return keys.check_pwri_password(text)
-    return None
+        password = keys.check_pwri_password(text, where="password prompt")
+    if password is not None and confirm:
+        keys.check_new_password(password, where=str(password_file) if password_file else "password prompt")
+    return password
 
 
 def _recipients(certs, password_file, prompt, iterations, pkcs1v15) -> list:
     from . import keys
     from .container.cms import CertRecipient, PasswordRecipient
-    out = [CertRecipient(c, "pkcs1v15" if pkcs1v15 else "oaep") for path in certs
-           for c in keys.load_certificates(path)]
+    out = [CertRecipient(keys.check_recipient_certificate(c, where=str(path)), "pkcs1v15" if pkcs1v15 else "oaep")
+           for path in certs for c in keys.load_certificates(path)]
     password = _password(password_file, prompt, confirm=True)
     if password is not None:
         out.append(PasswordRecipient(password, iterations))
@@ -303,11 +432,15 @@ def _signer(key_path, cert_path, chain_path, p12, key_password_file, digest, pss
     from .container.cms import Signer
     key_password = keys.read_password_file(key_password_file) if key_password_file else None
     if p12:
+        if key_path or cert_path:
+            raise UsageError("--p12 holds the signer key and certificate: give it without --sign-key/--sign-cert")
         key, cert, chain = keys.load_pkcs12(p12, key_password)
+        keys.check_signer(key, cert, where=str(p12))
     elif key_path or cert_path:
         if not (key_path and cert_path):
             raise UsageError("--sign-key and --sign-cert go together")
         key, cert = keys.load_private_key(key_path, key_password), keys.load_certificate(cert_path)
+        keys.check_signer(key, cert, where=f"{key_path} / {cert_path}")
         chain = keys.load_certificates(chain_path) if chain_path else []
     else:
         return None
@@ -315,7 +448,7 @@ def _signer(key_path, cert_path, chain_path, p12, key_password_file, digest, pss
 
 
 def _receive_options(key, cert, p12, key_password_file, password_file, password_prompt, trust,
-                     allow_unsigned, jobs, progress=None) -> "api.ReceiveOptions":
+                     allow_unsigned, jobs, progress=None, allow_plain=False, legacy=False) -> "api.ReceiveOptions":
     from . import keys
     key_password = keys.read_password_file(key_password_file) if key_password_file else None
     if p12:
@@ -326,7 +459,8 @@ def _receive_options(key, cert, p12, key_password_file, password_file, password_
     anchors = tuple(c for path in trust for c in keys.load_certificates(path))
     return api.ReceiveOptions(key=key_obj, cert=cert_obj, trust=anchors,
                               password=_password(password_file, password_prompt, confirm=False),
-                              allow_unsigned=allow_unsigned, jobs=jobs, progress=progress)
+                              allow_unsigned=allow_unsigned, allow_plain=allow_plain, jobs=jobs,
+                              progress=progress, legacy=legacy)
 
 
 _KEY_OPTIONS = dict(
@@ -338,7 +472,23 @@ _KEY_OPTIONS = dict(
     password_prompt=typer.Option(False, "--password-prompt", help="Ask for the package password."),
     trust=typer.Option([], "--trust", help="Trust anchor certificate(s) for the signer, repeatable."),
     allow_unsigned=typer.Option(False, "--allow-unsigned", help="Accept a package without signature (DigestedData)."),
+    allow_plain=typer.Option(False, "--allow-plain", help="Accept a plain (unencrypted, unsigned) ZIP although key material or --trust is given."),
+    legacy=typer.Option(False, "--legacy", help="Accept SHA-1 and weak password parameters (openssl's -pwri_password default) from old senders."),
 )
+
+
+def _policy_text(report) -> list[str]:
+    """Relaxations of the receive policy and unverified files are always shown."""
+    relaxed = getattr(report, "policy", {}).get("relaxed", [])
+    lines = [f"policy relaxed: {', '.join(relaxed)}"] if relaxed else []
+    return lines + [f"unverified (no signature covers it): {rel}" for rel in getattr(report, "unverified", [])]
+
+
+def _unprotected(report, text: str) -> str:
+    """``text`` when the package proved nothing beyond CRCs and manifest
+    hashes (a plain ZIP or folder, which anyone in transit can rewrite
+    together with its manifest): never let that read as "verified"."""
+    return text if getattr(report, "protection", "none") == "none" else ""
 
 
 def _findings_text(report) -> list[str]:
@@ -353,23 +503,31 @@ def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a
            password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
            password_prompt: bool = _KEY_OPTIONS["password_prompt"],
            trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+           allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
            as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
            jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
     """Verify a package: decryption, signature and signer chain, ZIP CRCs,
     manifest hashes and the packaged File-set."""
     with _errors(as_json):
         options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
-                                   trust, allow_unsigned, jobs)
+                                   trust, allow_unsigned, jobs, allow_plain=allow_plain, legacy=legacy)
         report = api.verify(package, options)
     lines = _findings_text(report)
     if report.secure:
         sec = report.secure
+        # One line per SignerInfo: every one was verified and chained to a trust anchor.
+        signers = sec.get("signers") or ([{"subject": sec["signer_subject"], "chain": sec["chain"],
+                                           "signature_algorithm": sec["signature_algorithm"],
+                                           "signing_time": sec["signing_time"]}] if sec["signed"] else [])
+        signed = [f"signed by {s['subject']} ({s['signature_algorithm']}, {s['signing_time']}), "
+                  f"chain {' <- '.join(s['chain'])}" for s in signers]
         lines.append(f"secure: {sec['content_encryption']}, recipient {sec['recipient_used']}; "
-                     + (f"signed by {sec['signer_subject']} ({sec['signature_algorithm']}, "
-                        f"{sec['signing_time']}), chain {' <- '.join(sec['chain'])}" if sec["signed"]
-                        else "NOT signed (digest only)"))
+                     + (signed[0] if signed else "NOT signed (digest only)"))
+        lines += [f"secure: also {s}" for s in signed[1:]]
+    lines += _policy_text(report)
     lines.append(f"{report.path}: {report.kind}, {report.entries} entries, {report.records} records, "
-                 f"{report.files} files: " + ("OK" if report.ok else "INVALID"))
+                 f"{report.files} files: " + ("INVALID" if not report.ok else "OK" + _unprotected(report,
+                 " (integrity only: not encrypted, not signed)")))
     _emit(report, as_json, "\n".join(lines))
     if not report.ok:
         raise typer.Exit(PackageInvalidError.exit_code)
@@ -385,6 +543,7 @@ def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure packag
            password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
            password_prompt: bool = _KEY_OPTIONS["password_prompt"],
            trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+           allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
            force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
            as_json: bool = typer.Option(False, "--json"),
            jobs: Optional[int] = typer.Option(None, "--jobs", "-j"),
@@ -392,11 +551,14 @@ def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure packag
     """Verify a package, then restore its File-set atomically (nothing is written on failure)."""
     with _errors(as_json), _progress_bar(quiet) as bar:
         options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
-                                   trust, allow_unsigned, jobs, bar)
+                                   trust, allow_unsigned, jobs, bar, allow_plain=allow_plain, legacy=legacy)
         report = api.unpack(packages if len(packages) > 1 else packages[0], output, options,
                             force=force, rebuild=rebuild)
-    _emit(report, as_json, f"{report.output}: {report.files} files restored"
-          + (" (rebuilt as a conformant File-set)" if report.rebuilt else " (verified)"))
+    _emit(report, as_json, "\n".join(_policy_text(report) + [
+        f"{report.output}: {report.files} files restored"
+        + (" (rebuilt as a conformant File-set" + _unprotected(report, "; not encrypted, not signed") + ")"
+           if report.rebuilt else _unprotected(report, " (integrity checked; not encrypted, not signed)")
+           or " (verified)")]))
 
 
 @app.command()
@@ -408,19 +570,34 @@ def reidentify(package: Path = typer.Argument(..., help="De-identified package (
                password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
                password_prompt: bool = _KEY_OPTIONS["password_prompt"],
                trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+               allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
                force: bool = typer.Option(False, "--force"),
                as_json: bool = typer.Option(False, "--json"),
                jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
     """Restore the original values sealed with --reid-recipient (needs the recipient's key)."""
     with _errors(as_json):
         options = _receive_options(key, cert, p12, key_password_file, password_file, password_prompt,
-                                   trust, allow_unsigned, jobs)
+                                   trust, allow_unsigned, jobs, allow_plain=allow_plain, legacy=legacy)
         report = api.reidentify(package, output, options, force=force)
     _emit(report, as_json, _pack_text(report))
 
 
 def main() -> None:
-    app()
+    # The CLI owns its process, so these are set here, never by the library:
+    # warnings of libraries (pydicom's value checks, getpass) are not for
+    # the user (PYTHONWARNINGS / -W still apply for developers)...
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+    # ...and SIGTERM (systemd, timeout, Kubernetes) cleans up like Ctrl-C.
+    _signals.install()
+    # Only SIGKILL (or a power cut) escapes that: whatever command runs next
+    # removes what such a run left in the temporary folder (plaintext spools).
+    from .output import sweep_temp
+    sweep_temp()
+    try:
+        app()
+    finally:
+        _signals.hold_until_exit()
 
 
 if __name__ == "__main__":

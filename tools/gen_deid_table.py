@@ -73,7 +73,7 @@ def convert(rows: list[tuple[str, str, str, dict]]) -> list[dict]:
         entry.update({column: action.strip() for column, action in options.items() if action.strip()})
         for action in [v for k, v in entry.items() if k not in ("tag", "name")]:
             if action not in ACTIONS:
-                raise ValueError(f"unknown action {action!r} for {row['tag']}")
+                raise ValueError(f"unknown action {action!r} for {entry['tag']}")
         out.append(entry)
     return sorted(out, key=lambda e: e["tag"])
 
