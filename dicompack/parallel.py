@@ -106,7 +106,10 @@ def stop(pool: ProcessPoolExecutor) -> None:
         process.kill()
     for process in processes:
         process.join()
-    if manager is not None:     # it notices the ended workers and exits
+    # It notices the ended workers and exits.  A signal can land inside the
+    # executor's start-up, between creating this thread and starting it:
+    # joining it then would raise and mask the cancellation being handled.
+    if manager is not None and manager.is_alive():
         manager.join(STOP_GRACE_SECONDS)
 
 

@@ -406,3 +406,17 @@ def test_getpass_warning_never_reaches_the_user(example_corpus, tmp_path):
                           input=password * 2, capture_output=True, start_new_session=True)
     assert proc.returncode == 0, proc.stderr
     assert b"GetPassWarning" not in proc.stderr and b"getpass.py" not in proc.stderr
+
+
+def test_stop_during_pool_start_up_does_not_mask_the_signal():
+    """A signal can land inside ProcessPoolExecutor's start-up, after its
+    manager thread was created and before it was started (seen once as a
+    traceback instead of exit 143 under load).  Stopping such a pool must
+    not raise, or the cleanup error would replace the cancellation."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dicompack import parallel
+    pool = ProcessPoolExecutor(1)
+    pool._executor_manager_thread = threading.Thread(target=lambda: None)   # created, never started
+    parallel.stop(pool)
