@@ -256,9 +256,15 @@ class Walker:
             if pos > self.limit:
                 raise StructureError(f"Pixel Data fragment at byte {value - 8} cut short")
 
-    def items(self, start: int, end: int, *, depth: int = 1):
+    def items(self, start: int, end: int, *, depth: int = 1, on_overrun=None):
         """Yield (item_offset, content_start, content_end) of a sequence value
-        whose item content sits at nesting ``depth`` (1: a top-level sequence)."""
+        whose item content sits at nesting ``depth`` (1: a top-level sequence).
+
+        An item whose declared length runs past the sequence is an error,
+        unless ``on_overrun(item_offset, length, bytes_left)`` is given: the
+        item is then read up to the sequence's end (readers of foreign
+        DICOMDIRs do that: tools that delete elements from a record often
+        leave its length stale)."""
         pos = start
         while pos < end:
             tag, _, length, value = self.read_header(pos)
@@ -272,7 +278,10 @@ class Walker:
             else:
                 item_end = value + length
                 if item_end > end:
-                    raise StructureError(f"item at byte {pos} runs past its sequence")
+                    if on_overrun is None:
+                        raise StructureError(f"item at byte {pos} runs past its sequence")
+                    on_overrun(pos, length, end - value)
+                    item_end = end
                 yield pos, value, item_end
             pos = item_end
 

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from . import __version__
 from .dcmio import (EXPLICIT_BE, EXPLICIT_LE, EXPLICIT_LITTLE, IMPLICIT_LE,
-                    IMPLICIT_LITTLE, ITEM, LONG_VRS, SEQ_END, UNDEFINED, VALID_VRS,
+                    IMPLICIT_LITTLE, LONG_VRS, UNDEFINED, VALID_VRS,
                     Encoding, StructureError, Walker, decode_text, encode_element,
                     encode_ul, encode_us)
 from .errors import PackageInvalidError
@@ -327,30 +327,15 @@ def _parse(buf, where: str, *, budget: int | None = None, base_depth: int = 0,
 
 
 def _record_items(walker: Walker, start: int, end: int, found: list[Finding]):
-    """The record items of the Directory Record Sequence, as Walker.items,
-    except that a last item whose declared length runs past the sequence is
-    read up to the sequence's end (pydicom and dcmdump do the same: tools that
-    delete elements from a record often leave its length stale).  Its content
-    must still end exactly there, element by element."""
-    pos = start
-    while pos < end:
-        tag, _, length, value = walker.read_header(pos)
-        if tag == SEQ_END:
-            return
-        if tag != ITEM:
-            raise StructureError(f"expected an item at byte {pos}")
-        if length == UNDEFINED:
-            item_end = walker._skip_item_content(value, 1)
-            yield pos, value, item_end - 8
-        else:
-            item_end = value + length
-            if item_end > end:
-                found.append(Finding("error", f"record at byte {pos}",
-                                     f"declares {length} bytes, only {end - value} are left in the "
-                                     "Directory Record Sequence (read up to its end)"))
-                item_end = end
-            yield pos, value, item_end
-        pos = item_end
+    """The record items of the Directory Record Sequence.  A record whose
+    declared length runs past the sequence is read up to its end (pydicom and
+    dcmdump do the same) and reported; its content must still end exactly
+    there, element by element."""
+    def overrun(pos: int, length: int, left: int) -> None:
+        found.append(Finding("error", f"record at byte {pos}",
+                             f"declares {length} bytes, only {left} are left in the "
+                             "Directory Record Sequence (read up to its end)"))
+    return walker.items(start, end, on_overrun=overrun)
 
 
 def _count_records(walker: Walker, start: int, end: int, where: str, budget: int | None = None) -> int:
