@@ -36,17 +36,11 @@ from dicompack.deid import reid
 from dicompack.receive import require_parent
 
 from ..conftest import run_cli
-from ..support.pki import standard_pki
 from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 from .test_reid import _gcm, _instances, _payload, _set_blob, _sop_uid
 
 ROOT = "1.2.826.0.1.3680043.2.778.9"
 ROWS: list[tuple] = []
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("advpki"))
 
 
 def keys(pki: Path) -> list:

@@ -16,16 +16,10 @@ from dicompack.container import cms_asn1 as A
 from dicompack.container.cms_ber import Reader
 
 from ..conftest import run_cli
-from ..support.pki import standard_pki
 from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 from .cms_edit import layout, nested, openssl, private_env, splice, tlv
 
 PASSWORD = "correct horse battery"      # standard_pki's pw.txt
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,8 @@ from dicompack.container import cms
 from dicompack.errors import SignatureInvalidError
 
 from ..conftest import run_cli
-from ..support.pki import standard_pki
 from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 from .cms_edit import flip, layout, openssl, private_env
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _pack(pki: Path, src: Path, out: Path, *extra) -> Path:

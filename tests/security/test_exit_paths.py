@@ -19,7 +19,6 @@ import dicompack
 from dicompack import synthetic
 
 from ..conftest import run_cli
-from ..support.pki import standard_pki
 from ..support.run import HOSTILE_RSS_LIMIT_MB
 
 TMP_MARK = ".dicompack-tmp-"
@@ -27,11 +26,6 @@ SHOW_CURSOR, HIDE_CURSOR = b"\x1b[?25h", b"\x1b[?25l"
 
 
 # ------------------------------------------------------------------ fixtures
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("pki"))
-
 
 @pytest.fixture(scope="module")
 def big_src(tmp_path_factory) -> Path:

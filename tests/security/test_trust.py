@@ -23,16 +23,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from dicompack.container import trust
 
 from ..conftest import require_tool, run_cli
-from ..support.pki import make_cert, rsa_key, save, standard_pki
+from ..support.pki import make_cert, rsa_key, save
 from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 UNKNOWN_CRITICAL = (x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)
 ID_CT_TSTINFO = "1.2.840.113549.1.9.16.1.4"     # a non-data eContentType openssl can write
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("trust-pki"))
 
 
 @pytest.fixture(scope="module")

@@ -23,15 +23,9 @@ from dicompack.container.manifest import build_manifest
 from dicompack.container.zip import EntryInfo
 
 from ..conftest import run_cli
-from ..support.pki import standard_pki
 from ..support.secure import receiver_keys as _keys
 from ..support.secure import run_hostile as _hostile
 from ..support.secure import seal_options as _seal
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    return standard_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
