@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-
 # Linux keeps a process's peak RSS across exec, so a child forked from a big
 # parent reports the parent's size; a tiny trampoline forks the real command
 # and reports wait4()'s figure for it alone.

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from _common import dicompack_cmd, run_measured, table
+
 from dicompack import synthetic
 
 MARK = b"PHIMARK"

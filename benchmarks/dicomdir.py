@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from _common import dicompack_cmd, run_measured, table
+
 from dicompack import synthetic
 
 

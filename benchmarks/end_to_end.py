@@ -17,6 +17,7 @@ from pathlib import Path
 
 from _common import dicompack_cmd, run_measured, table
 from cms import KEYGEN
+
 from dicompack import synthetic
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from _common import dicompack_cmd, run_measured, table
+
 from dicompack import synthetic
 
 SLICE_MB = 512 * 512 * 2 / (1 << 20)

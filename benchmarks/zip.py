@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from _common import dicompack_cmd, run_measured, table
+
 from dicompack import synthetic
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}

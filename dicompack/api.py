@@ -2,32 +2,46 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fileset as fs
-from .check import check_fileset
-from .dicomdir import read_index, write_dicomdir
-from .errors import (DicompackError, DuplicateInstanceError, InvalidInputError, PackageInvalidError,
-                     StorageError, UsageError)
-from . import package as pkg
-from .output import atomic_directory, atomic_file, check_destination, private_tempdir
-from .records import (MODALITY, PATIENT_ID, PATIENT_NAME, SERIES_NUMBER,
-                      SERIES_UID, STUDY_DATE, STUDY_DESCRIPTION, STUDY_UID,
-                      Record, key_text, walk_all)
-from .report import (CheckReport, DicomdirReport, ListReport, PackReport, UnpackReport, VerifyReport,
-                     Problem, Progress, ProgressCallback)
-from .scan import ScanResult, iter_source_files, scan_files
-
-_FILESET_ID = re.compile(r"^[A-Z0-9_ ]{0,16}$")
+from dicompack.errors import (
+    DicompackError,
+    DuplicateInstanceError,
+    InvalidInputError,
+    StorageError,
+    UsageError,
+)
+from dicompack.fileset import layout as fs
+from dicompack.fileset import update as update_index
+from dicompack.fileset.check import check_fileset
+from dicompack.fileset.layout import validate_fileset_id
+from dicompack.fileset.listing import list_index
+from dicompack.fileset.profile import application_profile
+from dicompack.fileset.records import (
+    Record,
+    walk_all,
+)
+from dicompack.output import atomic_directory, atomic_file, check_destination, private_tempdir
+from dicompack.packing import writers as pkg
+from dicompack.report import (
+    CheckReport,
+    DicomdirReport,
+    ListReport,
+    PackReport,
+    Problem,
+    Progress,
+    ProgressCallback,
+    UnpackReport,
+    VerifyReport,
+)
+from dicompack.scan import ScanResult, iter_source_files, scan_files
 
 
 @dataclass(frozen=True)
@@ -67,11 +81,6 @@ def output_format(dest, requested: str | None) -> str:
     return {".zip": "zip", ".p7m": "secure"}.get(suffix, "dir")
 
 
-def _validate_fileset_id(fileset_id: str) -> None:
-    if not _FILESET_ID.match(fileset_id):
-        raise UsageError("File-set ID must be at most 16 characters of A-Z 0-9 _ and space",
-                         where=fileset_id)
-
 
 def storage_errors(func):
     """Turn OS-level failures (disk full, vanished or unreadable file) into
@@ -91,7 +100,7 @@ def storage_errors(func):
 def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     """Build a standard File-set from ``sources`` and write it to ``dest``:
     a folder, a ZIP file, or any writable binary stream (non-seekable too)."""
-    _validate_fileset_id(options.fileset_id)
+    validate_fileset_id(options.fileset_id)
     fmt = output_format(dest, options.format)
     pkg.entry_method("1.2.840.10008.1.2.1", options.zip_method)  # validate early
     stream = pkg.is_stream(dest) or str(dest) == "-"
@@ -146,9 +155,9 @@ def _protection(options: PackOptions) -> list[str]:
 
 def _check_key_material(options: PackOptions) -> None:
     """The same checks the CLI makes with file names, for library callers."""
-    from . import keys
-    from .container import cms_crypto as limits
-    from .container.cms import CertRecipient, PasswordRecipient
+    from dicompack import keys
+    from dicompack.container import cms_crypto as limits
+    from dicompack.container.cms import CertRecipient, PasswordRecipient
     if len(options.recipients) > limits.MAX_RECIPIENTS:   # receivers refuse more (cms_crypto limits)
         raise UsageError(f"{len(options.recipients)} recipients: at most {limits.MAX_RECIPIENTS}")
     for r in options.recipients:
@@ -177,7 +186,7 @@ def _preamble_stage(scans: list[ScanResult], options: PackOptions, report: PackR
     DICOM (CVE-2019-11687).  Files written anew (File Meta repaired,
     de-identified, recompressed) get a zero preamble anyway.  Sources are
     counted in ``_scan_inputs``; this marks the files actually copied."""
-    from .scan import PREAMBLE_FOREIGN, PREAMBLE_TIFF
+    from dicompack.scan import PREAMBLE_FOREIGN, PREAMBLE_TIFF
     copied = Counter(scan.preamble for scan in scans if not scan.needs_rewrite)
     for scan in scans:
         if scan.preamble == PREAMBLE_FOREIGN and not scan.needs_rewrite and not options.keep_preamble:
@@ -194,7 +203,7 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     folder, in parallel; return the scans of the staged files.  For a folder
     output the staging folder is a (PID-tagged) sibling of the destination,
     so staged files are renamed into the File-set rather than copied."""
-    from . import transform as tf
+    from dicompack import transform as tf
     stage = str(stack.enter_context(private_tempdir("stage", stage_beside)))
     if options.reid_recipients and options.deid is None:
         raise UsageError("--reid-recipient goes with --deidentify")
@@ -214,7 +223,7 @@ def _transform_stage(scans: list[ScanResult], options: PackOptions, stack: ExitS
     if options.j2k is not None:
         report.stages["j2k"] = _j2k_summary(outcomes, options.j2k)
     if options.deid is not None:
-        from .deid import table
+        from dicompack.deid import table
         actions = Counter()
         for o in outcomes:
             actions.update(o.actions)
@@ -233,7 +242,7 @@ def _leave_out_refused(outcomes: list, options: PackOptions, report: PackReport)
     fails listing them all, with the input files the scan refused (kept for
     this moment so that one run shows every problem), under the error class
     of the earliest stage that failed (scan 3, de-identification 10, J2K 11)."""
-    from .transform import STAGES
+    from dicompack.transform import STAGES
     failed = [o for o in outcomes if o.error is not None]
     for o in failed:
         if isinstance(o.error, StorageError):      # the disk, not an instance: nothing to leave out
@@ -259,7 +268,7 @@ def _after_deid(uid: str, options: PackOptions) -> str:
     """A UID as it reads after de-identification (lossy maps key on it)."""
     if options.deid is None:
         return uid
-    from .deid import Deidentifier
+    from dicompack.deid import Deidentifier
     return Deidentifier(options.deid).map_uid(uid)
 
 
@@ -348,7 +357,7 @@ def _split(stack: ExitStack, dest: Path, fmt: str, layout, options: PackOptions,
     recipients and signer) and later assembled by copying compressed bytes.
     Folder volumes: file sizes, exactly.  Returns the volumes (ZipVolume,
     or Layout for folders) and the spool (None for folders)."""
-    from .container.zip import EntrySpool
+    from dicompack.container.zip import EntrySpool
     sealed = (pkg.SecureSizer(list(options.recipients), options.signer, options.aead, options.legacy)
               if fmt == "secure" or options.per_file else None)
     spool = spooled = None
@@ -506,7 +515,7 @@ def _raise_invalid(invalid: list[Problem], *, conflicts: int) -> None:
 def _count_preambles(scans: list[ScanResult], report: PackReport, options: PackOptions) -> None:
     """Report the sources whose preamble is neither zeros nor a TIFF header:
     replaced by zeros (listed per file) unless --keep-preamble."""
-    from .scan import PREAMBLE_FOREIGN
+    from dicompack.scan import PREAMBLE_FOREIGN
     foreign = [s for s in scans if s.preamble == PREAMBLE_FOREIGN]
     if foreign and not options.keep_preamble:
         report.stages.setdefault("preamble", {})["sanitised"] = len(foreign)
@@ -535,133 +544,22 @@ def _summarize(report: PackReport, layout: fs.Layout) -> None:
     report.fixes += [Problem(p, what) for p, what in layout.fix_lines()]
 
 
-_J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
-_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
-         "1.2.840.10008.1.2.4.70"}
-
-
-def application_profile(syntaxes) -> str:
-    """The PS3.11 general purpose profile the File-set's syntaxes fit."""
-    used = set(syntaxes)
-    if used <= {"1.2.840.10008.1.2.1"}:
-        return "STD-GEN-CD"
-    if used <= {"1.2.840.10008.1.2.1"} | _J2K:
-        return "STD-GEN-USB-J2K"
-    if used <= {"1.2.840.10008.1.2.1"} | _JPEG:
-        return "STD-GEN-USB-JPEG"
-    return "STD-GEN-MIME (syntaxes outside the CD/DVD/USB general purpose profiles)"
-
 
 # ---------------------------------------------------------------- dicomdir
 
 @storage_errors
 def build_dicomdir(root, *, fileset_id: str | None = None, update: bool = False,
                    jobs: int | None = None, progress: ProgressCallback | None = None) -> DicomdirReport:
-    """(Re)build the DICOMDIR of an existing File-set from its files.
-
-    Without ``update`` a broken or stale index is ignored and rebuilt from
-    the files.  With ``update`` (FSU role) existing records are kept as they
-    are (read in any native syntax, lower-level directory files followed) and
-    records are added for files the DICOMDIR does not reference; a file whose
-    SOP Instance UID the DICOMDIR already holds is refused.  Either way the
-    new DICOMDIR is written to a temporary sibling and checked with the
-    File-set; it replaces the old one only when the check passes.
-    """
-    started = time.monotonic()
-    root = Path(root)
-    if not root.is_dir():
-        raise UsageError("not a folder", where=str(root))
-    dicomdir = root / "DICOMDIR"
-    existing = read_index(root) if update and dicomdir.exists() else None
-    if existing:
-        fs.refuse_lossy_update(existing, where=str(dicomdir))   # before scanning anything
-    if fileset_id is None:
-        fileset_id = existing.fileset_id if existing else ""
-    _validate_fileset_id(fileset_id)
-    known = {os.path.join(*r.file_id) for r in existing.records if r.file_id} if existing else set()
-    report = DicomdirReport(path=str(dicomdir), fileset_id=fileset_id)
-    paths = [p for p in iter_source_files([root])
-             if os.path.relpath(p, root) != "DICOMDIR" and os.path.relpath(p, root) not in known
-             and ".dicompack-tmp" not in p]
-    prog = Progress(progress)
-    scans = scan_files(paths, jobs=jobs, progress=lambda d, t: prog("scan", d, t))
-    indexed = {r.sop_instance: "/".join(r.file_id) for r in existing.records
-               if r.in_use and r.file_id and r.sop_instance} if existing else {}
-    fixed_ids, dicom = _placed_files(root, scans, report, indexed)
-    layout = fs.plan_layout(dicom, fixed_ids)
-    roots = layout.roots
-    if existing:
-        roots = fs.updated_index(existing, layout.roots, where=str(dicomdir))
-        report.added = len(layout.leaves)
-    report.records = _write_checked(root, dicomdir, roots, fileset_id, jobs)
-    report.instances = sum(1 for r in walk_all(roots) if r.file_id)
-    report.invented = [vars(i) for i in layout.invented]
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
-
-
-def _write_checked(root: Path, dicomdir: Path, roots: list[Record], fileset_id: str,
-                   jobs: int | None) -> int:
-    """Write the DICOMDIR to a temporary sibling, check the File-set with it,
-    and rename it into place only if the check finds no error: a failed
-    (re)build leaves the File-set as it was."""
-    tmp = dicomdir.with_name("DICOMDIR.dicompack-tmp")
-    try:
-        with open(tmp, "wb") as f:
-            count = write_dicomdir(f, roots, fileset_id=fileset_id)
-            f.flush()
-            os.fsync(f.fileno())
-        _dd, findings, _files = check_fileset(root, jobs=jobs, dicomdir=tmp)
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            more = f" (and {len(errors) - 1:,} more; `dicompack check` lists them)" if len(errors) > 1 else ""
-            raise PackageInvalidError(f"nothing changed: the new DICOMDIR would fail the File-set check: "
-                                      f"{errors[0].where}: {errors[0].what}{more}", where=str(dicomdir))
-        os.replace(tmp, dicomdir)
-        return count
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _placed_files(root: Path, scans: list[ScanResult], report: DicomdirReport,
-                  indexed: dict[str, str] | None = None):
-    """The scanned files that can be indexed where they are; ``indexed``
-    maps the SOP Instance UIDs the DICOMDIR already holds to their File IDs."""
-    fixed_ids: dict[str, tuple[str, ...]] = {}
-    bad: list[tuple[str, str]] = []
-    dicom = []
-    for s in scans:
-        rel = os.path.relpath(s.path, root)
-        if s.status != "dicom":
-            report.skipped.append(Problem(rel, s.reason))
-            continue
-        parts = tuple(Path(rel).parts)
-        reason = fs.valid_file_id(parts)
-        if reason:
-            bad.append((rel, f"not a PS3.10 File ID ({reason}); use 'dicompack pack' to rename"))
-        elif not s.has_preamble or s.needs_rewrite:
-            bad.append((rel, "not a conformant Part 10 file (" + "; ".join(s.fixes) + "); use 'dicompack pack'"))
-        else:
-            fixed_ids[s.path] = parts
-            dicom.append(s)
-    if bad:
-        raise InvalidInputError(f"{len(bad)} file(s) cannot be indexed in place", where=bad[0][0],
-                                problems=bad)
-    seen: dict[str, str] = dict(indexed or {})
-    for s in dicom:
-        if s.sop_instance in seen:
-            already = " (already in the DICOMDIR)" if indexed and s.sop_instance in indexed else ""
-            raise InvalidInputError(f"same SOP Instance UID as {seen[s.sop_instance]}{already}; "
-                                    "nothing changed", where=os.path.relpath(s.path, root))
-        seen[s.sop_instance] = os.path.relpath(s.path, root)
-    return fixed_ids, dicom
+    """(Re)build the DICOMDIR of an existing File-set from its files; with
+    ``update`` keep its records and add the files it does not reference
+    (see fileset.update)."""
+    return update_index.build_dicomdir(root, fileset_id=fileset_id, update=update, jobs=jobs, progress=progress)
 
 
 def merge_records(old: list[Record], new: list[Record]) -> list[Record]:
     """Add the records of ``new`` into ``old``, matching patients by Patient
     ID, studies by Study Instance UID and series by Series Instance UID."""
-    return fs._merge_level(old, new)
+    return update_index.merge_records(old, new)
 
 
 # ---------------------------------------------------------------- reading
@@ -676,7 +574,7 @@ def fileset_root(path):
     elif path.is_dir():
         yield path
     elif path.is_file():
-        from . import receive
+        from dicompack.receiving import sources as receive
         if receive.sniff(path) != "zip":
             raise UsageError("not a File-set folder, DICOMDIR or ZIP", where=str(path))
         with receive.staged_zip(path, Path(tempfile.gettempdir())) as (root, _result, _reader):
@@ -700,61 +598,7 @@ def check(path, *, jobs: int | None = None) -> CheckReport:
 def list_fileset(path) -> ListReport:
     """Patients / studies / series of a File-set, from its DICOMDIR."""
     with fileset_root(path) as root:
-        return _list(root, str(path))
-
-
-def _list(root: Path, label: str) -> ListReport:
-    dicomdir = root / "DICOMDIR"
-    if not dicomdir.is_file():
-        from .check import NO_DICOMDIR
-        raise PackageInvalidError(NO_DICOMDIR, where=label)     # root: a temporary folder for a ZIP
-    dd = read_index(root)
-    _refuse_unwalkable(dd, label)
-    report = ListReport(path=label, fileset_id=dd.fileset_id)
-    for p in dd.roots:
-        if p.type != "PATIENT":
-            continue
-        studies = []
-        for st in p.children:
-            series = [_series_summary(se) for se in st.children if se.type == "SERIES"]
-            studies.append({"study_uid": key_text(st, STUDY_UID), "date": key_text(st, STUDY_DATE),
-                            "description": key_text(st, STUDY_DESCRIPTION), "series": series,
-                            "instances": sum(s["instances"] for s in series)})
-        report.patients.append({"patient_id": key_text(p, PATIENT_ID),
-                                "name": key_text(p, PATIENT_NAME), "studies": studies})
-    return report
-
-
-def _refuse_unwalkable(dd, label: str) -> None:
-    """`ls` shows what the index holds or fails: never a partial or empty
-    listing with exit 0 for records it cannot reach."""
-    if dd.unread_directory_files:
-        file_id, why = dd.unread_directory_files[0]
-        raise PackageInvalidError(f"the DICOMDIR cannot be walked: its lower-level directory file {file_id} "
-                                  f"cannot be read ({why})", where=label)
-    lost = dd.unreachable()
-    if lost:
-        first = lost[0]
-        raise PackageInvalidError(
-            f"the DICOMDIR cannot be walked: {len(lost):,} of {len(dd.records):,} in-use records are not "
-            f"reachable from its root (first: {first.type or 'untyped'} record at byte {first.offset}); "
-            "`dicompack check` tells why", where=label)
-    # Root-level single-level records (hanging protocols, palettes ...) are
-    # simply not listed; studies below anything but a PATIENT record would be lost.
-    misplaced = next((r for r in dd.roots if r.in_use and r.type != "PATIENT"
-                      and any(c.type == "STUDY" for c in r.children)), None)
-    if misplaced is not None:
-        raise PackageInvalidError(f"the DICOMDIR cannot be listed: studies below a {misplaced.type or 'untyped'} "
-                                  f"record (byte {misplaced.offset}) instead of a PATIENT record; "
-                                  "`dicompack check` tells why", where=label)
-
-
-def _series_summary(se: Record) -> dict:
-    leaves = [r for r in se.children if r.in_use]
-    return {"series_uid": key_text(se, SERIES_UID), "modality": key_text(se, MODALITY),
-            "number": key_text(se, SERIES_NUMBER), "instances": len(leaves),
-            "record_types": dict(Counter(r.type for r in leaves)),
-            "transfer_syntaxes": dict(Counter(r.transfer_syntax for r in leaves))}
+        return list_index(root, str(path))
 
 
 # ---------------------------------------------------------------- receiving
@@ -797,7 +641,7 @@ def _label(src) -> str:
 def verify(src, options: ReceiveOptions = ReceiveOptions()) -> VerifyReport:
     """Verify a package (ZIP, secure package, folder of Secure DICOM Files)
     or a File-set under the receive policy, without restoring anything."""
-    from . import receive
+    from dicompack.receiving import sources as receive
     policy = receive.policy_for(options)
     with ExitStack() as stack:
         path = _as_path(src, stack)
@@ -837,7 +681,7 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
     is turned into a conformant File-set instead; a dicompack manifest it
     carries must still match.
     """
-    from . import receive
+    from dicompack.receiving import sources as receive
     sources = list(src) if isinstance(src, (list, tuple)) else [src]
     dest = Path(dest)
 
@@ -868,11 +712,11 @@ def unpack(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool
 def reidentify(src, dest, options: ReceiveOptions = ReceiveOptions(), *, force: bool = False) -> PackReport:
     """Restore the original values sealed by ``--reid-recipient`` in every
     instance of a package or File-set, and pack the result at ``dest``."""
-    from .deid.reid import restore_file
+    from dicompack.deid.reid import restore_file
     with ExitStack() as stack:
         path = _as_path(src, stack)
         work = stack.enter_context(private_tempdir("reid"))
-        from . import receive
+        from dicompack.receiving import sources as receive
         unpacked = None
         folder = path if path.is_dir() else path.parent
         if receive.sniff(path) == "fileset" and not receive.is_secure_folder(folder):

@@ -12,13 +12,14 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import click
 import typer
 
-from . import __version__, api
-from .errors import DicompackError, PackageInvalidError, Terminated, UsageError
+from dicompack import api
+from dicompack._version import __version__
+from dicompack.errors import DicompackError, PackageInvalidError, Terminated, UsageError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True,
                   help="Pack DICOM studies into standard File-sets; verify and unpack them safely.")
@@ -42,8 +43,8 @@ def _progress_bar(quiet: bool):
     if quiet or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     console = Console(stderr=True)
     with _cursor_shown_at_exit(console), \
             Progress(TextColumn("{task.description:>9}"), BarColumn(), TextColumn("{task.fields[count]}"),
@@ -136,7 +137,7 @@ class _Signals:
 
     def install(self) -> None:
         self._pid = os.getpid()
-        from . import output
+        from dicompack import output
         output.on_commit = self._commit
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
@@ -200,14 +201,14 @@ def _emit(report, as_json: bool, text: str) -> None:
 
 
 @app.command()
-def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively)."),
+def pack(sources: list[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively)."),
          output: str = typer.Option(..., "-o", "--output", help="Destination: a folder, NAME.zip, NAME.p7m, or - for a ZIP on stdout."),
          fmt: Optional[str] = typer.Option(None, "--format", help="dir | zip | secure (default: from the destination's suffix)."),
          zip_method: str = typer.Option("auto", "--zip-method", help="auto (deflate uncompressed, store compressed) | deflate | store | zstd (most unzip tools cannot read zstd)."),
          fileset_id: str = typer.Option("", "--fileset-id", help="File-set ID (up to 16 of A-Z 0-9 _ space)."),
          descriptor: Optional[Path] = typer.Option(None, "--fileset-descriptor", help="Text file stored as the File-set Descriptor (File ID README)."),
          split: Optional[str] = typer.Option(None, "--split", help="Volume size in bytes written (after compression and encryption), e.g. 650M, 4.7G, 25M: several complete File-sets NAME-1ofN, each at most SIZE."),
-         recipient: List[Path] = typer.Option([], "--recipient", help="Recipient certificate (PEM/DER), repeatable: RSA-OAEP (or ECDH for EC keys)."),
+         recipient: list[Path] = typer.Option([], "--recipient", help="Recipient certificate (PEM/DER), repeatable: RSA-OAEP (or ECDH for EC keys)."),
          password_file: Optional[Path] = typer.Option(None, "--password-file", help="Encrypt for a password read from this file (PWRI, PBKDF2-HMAC-SHA256)."),
          password_prompt: bool = typer.Option(False, "--password-prompt", help="Ask for the package password on the terminal."),
          pbkdf2_iterations: int = typer.Option(600_000, "--pbkdf2-iterations", help="PBKDF2 iterations for --password-file."),
@@ -240,7 +241,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          date_shift_days: Optional[int] = typer.Option(None, "--date-shift-days", help="Shift for --retain-dates modified (default: per patient from the key)."),
          clean_descriptors: bool = typer.Option(False, "--clean-descriptors", help="Clean Descriptors Option."),
          clean_structured_content: bool = typer.Option(False, "--clean-structured-content", help="Clean Structured Content Option."),
-         reid_recipient: List[Path] = typer.Option([], "--reid-recipient", help="Certificate that may re-identify: originals go encrypted into each instance's Encrypted Attributes Sequence."),
+         reid_recipient: list[Path] = typer.Option([], "--reid-recipient", help="Certificate that may re-identify: originals go encrypted into each instance's Encrypted Attributes Sequence."),
          burned_in: str = typer.Option("reject", "--burned-in", help="reject | keep instances that may show identity in pixels."),
          skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out truncated/unparsable files, conflicting duplicates and instances de-identification refuses, instead of failing (each is listed)."),
          force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
@@ -249,7 +250,7 @@ def pack(sources: List[Path] = typer.Argument(..., help="DICOM files or folders 
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
          verbose: bool = typer.Option(False, "--verbose", "-v", help="List every skipped file, fix and invented key.")):
     """Build a standard File-set (PS3.10 File IDs + DICOMDIR) from messy input."""
-    from . import keys
+    from dicompack import keys
     with _errors(as_json), _progress_bar(quiet) as bar:
         if zip_method == "zstd":
             typer.echo("dicompack: warning: zstd entries (method 93) cannot be read by most unzip tools",
@@ -368,7 +369,7 @@ def parse_size(text: str) -> int:
 
 
 def _certs(path: Path) -> list:
-    from . import keys
+    from dicompack import keys
     return keys.load_certificates(path)
 
 
@@ -377,7 +378,7 @@ def _deid_options(enabled: bool, key_file: Optional[Path], **kwargs):
         return None
     import os
 
-    from .deid import DeidOptions
+    from dicompack.deid import DeidOptions
     if key_file:
         key = key_file.read_bytes().strip()
         if len(key) < 16:
@@ -396,7 +397,7 @@ def _j2k_options(text: Optional[str], no_verify: bool, force: bool, transcode: b
         return None
     from dataclasses import replace
 
-    from .j2k import parse_j2k_option
+    from dicompack.codecs.j2k import parse_j2k_option
     return replace(parse_j2k_option(text), verify=not no_verify, force=force, transcode=transcode)
 
 
@@ -404,7 +405,7 @@ def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> byt
     """Passwords come from a file or the terminal, never from argv.  With
     ``confirm`` it is a new one to pack with: asked twice, and it must be
     long enough; one to receive with is taken as the sender chose it."""
-    from . import keys
+    from dicompack import keys
     password = None
     if password_file:
         password = keys.read_password_file(password_file)
@@ -417,8 +418,8 @@ def _password(password_file: Optional[Path], prompt: bool, confirm: bool) -> byt
 
 
 def _recipients(certs, password_file, prompt, iterations, pkcs1v15) -> list:
-    from . import keys
-    from .container.cms import CertRecipient, PasswordRecipient
+    from dicompack import keys
+    from dicompack.container.cms import CertRecipient, PasswordRecipient
     out = [CertRecipient(keys.check_recipient_certificate(c, where=str(path)), "pkcs1v15" if pkcs1v15 else "oaep")
            for path in certs for c in keys.load_certificates(path)]
     password = _password(password_file, prompt, confirm=True)
@@ -428,8 +429,8 @@ def _recipients(certs, password_file, prompt, iterations, pkcs1v15) -> list:
 
 
 def _signer(key_path, cert_path, chain_path, p12, key_password_file, digest, pss):
-    from . import keys
-    from .container.cms import Signer
+    from dicompack import keys
+    from dicompack.container.cms import Signer
     key_password = keys.read_password_file(key_password_file) if key_password_file else None
     if p12:
         if key_path or cert_path:
@@ -448,8 +449,8 @@ def _signer(key_path, cert_path, chain_path, p12, key_password_file, digest, pss
 
 
 def _receive_options(key, cert, p12, key_password_file, password_file, password_prompt, trust,
-                     allow_unsigned, jobs, progress=None, allow_plain=False, legacy=False) -> "api.ReceiveOptions":
-    from . import keys
+                     allow_unsigned, jobs, progress=None, allow_plain=False, legacy=False) -> api.ReceiveOptions:
+    from dicompack import keys
     key_password = keys.read_password_file(key_password_file) if key_password_file else None
     if p12:
         key_obj, cert_obj, _ = keys.load_pkcs12(p12, key_password)
@@ -502,7 +503,7 @@ def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a
            key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
            password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
            password_prompt: bool = _KEY_OPTIONS["password_prompt"],
-           trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+           trust: list[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
            allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
            as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
            jobs: Optional[int] = typer.Option(None, "--jobs", "-j")):
@@ -534,7 +535,7 @@ def verify(package: Path = typer.Argument(..., help="ZIP or secure package, or a
 
 
 @app.command()
-def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure package; several volumes (NAME-1ofN) are merged."),
+def unpack(packages: list[Path] = typer.Argument(..., help="ZIP or secure package; several volumes (NAME-1ofN) are merged."),
            output: Path = typer.Option(..., "-o", "--output", help="Destination folder."),
            rebuild: bool = typer.Option(False, "--rebuild", help="Foreign ZIP: build a conformant File-set from the DICOM files it holds."),
            key: Optional[Path] = _KEY_OPTIONS["key"], cert: Optional[Path] = _KEY_OPTIONS["cert"],
@@ -542,7 +543,7 @@ def unpack(packages: List[Path] = typer.Argument(..., help="ZIP or secure packag
            key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
            password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
            password_prompt: bool = _KEY_OPTIONS["password_prompt"],
-           trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+           trust: list[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
            allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
            force: bool = typer.Option(False, "--force", help="Replace a non-empty destination."),
            as_json: bool = typer.Option(False, "--json"),
@@ -569,7 +570,7 @@ def reidentify(package: Path = typer.Argument(..., help="De-identified package (
                key_password_file: Optional[Path] = _KEY_OPTIONS["key_password_file"],
                password_file: Optional[Path] = _KEY_OPTIONS["password_file"],
                password_prompt: bool = _KEY_OPTIONS["password_prompt"],
-               trust: List[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
+               trust: list[Path] = _KEY_OPTIONS["trust"], allow_unsigned: bool = _KEY_OPTIONS["allow_unsigned"],
                allow_plain: bool = _KEY_OPTIONS["allow_plain"], legacy: bool = _KEY_OPTIONS["legacy"],
                force: bool = typer.Option(False, "--force"),
                as_json: bool = typer.Option(False, "--json"),
@@ -592,7 +593,7 @@ def main() -> None:
     _signals.install()
     # Only SIGKILL (or a power cut) escapes that: whatever command runs next
     # removes what such a run left in the temporary folder (plaintext spools).
-    from .output import sweep_temp
+    from dicompack.output import sweep_temp
     sweep_temp()
     try:
         app()

@@ -63,7 +63,7 @@ class Encoding:
     little: bool
 
     @classmethod
-    def for_syntax(cls, ts_uid: str) -> "Encoding":
+    def for_syntax(cls, ts_uid: str) -> Encoding:
         if ts_uid == IMPLICIT_LE:
             return cls(False, True)
         if ts_uid == EXPLICIT_BE:

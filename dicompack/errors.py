@@ -106,7 +106,7 @@ class StorageError(DicompackError):
     exit_code = 12
 
 
-class CancelledError(DicompackError):
+class OperationCancelledError(DicompackError):
     """The caller's progress callback asked to stop."""
     exit_code = 130
 
@@ -128,4 +128,4 @@ EXIT_CODES = {cls.__name__: cls.exit_code for cls in (
     DicompackError, UsageError, InvalidInputError, PackageInvalidError,
     UnsafeArchiveError, DecryptionError, SignatureInvalidError,
     SignerUntrustedError, UnsignedPackageError, DeidentificationError,
-    CompressionError, StorageError, CancelledError)}
+    CompressionError, StorageError, OperationCancelledError)}

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from .errors import OutputExistsError, UsageError
+from dicompack.errors import OutputExistsError, UsageError
 
 TMP_MARK = ".dicompack-tmp-"
 _STALE = re.compile(re.escape(TMP_MARK) + r"(\d+)-")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
-from .errors import CancelledError
+from dicompack.errors import OperationCancelledError
 
 STAGES = ("scan", "deidentify", "compress", "copy", "dicomdir", "zip", "sign",
           "encrypt", "verify", "restore", "check")
@@ -37,7 +38,7 @@ class Progress:
         if self.callback is None:
             return
         if self.callback(ProgressEvent(stage, done, total, bytes_done, bytes_total)) is False:
-            raise CancelledError(f"cancelled by the caller during {stage}")
+            raise OperationCancelledError(f"cancelled by the caller during {stage}")
 
 
 class Report:

@@ -15,15 +15,22 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
 
-from . import dcmio
-from .dcmio import (DEFLATED_LE, EXPLICIT_LITTLE, Encoding, LimitExceededError,
-                    StructureError, Walker, decode_text)
-from .records import identity_problem, record_type_for, wanted_tags
+from dicompack import dcmio
+from dicompack.dcmio import (
+    DEFLATED_LE,
+    EXPLICIT_LITTLE,
+    Encoding,
+    LimitExceededError,
+    StructureError,
+    Walker,
+    decode_text,
+)
+from dicompack.fileset.records import identity_problem, record_type_for, wanted_tags
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SOP_CLASS_UID = 0x00080016
@@ -537,7 +544,7 @@ def iter_source_files(sources: Iterable[str | os.PathLike]) -> list[str]:
         elif p.is_file():
             found.append(str(p))
         else:
-            from .errors import InvalidInputError
+            from dicompack.errors import InvalidInputError
             raise InvalidInputError("no such file or folder", where=str(src))
     return sorted(dict.fromkeys(found))
 
@@ -554,7 +561,7 @@ def scan_files(paths: list[str], *, jobs: int | None = None,
             if progress:
                 progress(len(results), len(paths))
         return results
-    from .parallel import worker_pool
+    from dicompack.parallel import worker_pool
     with worker_pool(jobs) as pool:
         for res in pool.map(scan_file, paths, chunksize=64):
             results.append(_share_values(res, shared))

@@ -13,13 +13,13 @@ import io
 import math
 import shutil
 import struct
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite, write_data_element
 from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import dcmwrite, write_data_element
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     UID,

@@ -12,15 +12,14 @@ import hashlib
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from .dicomdir import encode_meta
-from .errors import (CompressionError, DeidentificationError, DicompackError, InvalidInputError,
-                     StorageError)
-from .scan import ScanResult, scan_file
+from dicompack.errors import CompressionError, DeidentificationError, DicompackError, InvalidInputError, StorageError
+from dicompack.fileset.dicomdir import encode_meta
+from dicompack.scan import ScanResult, scan_file
 
 NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
@@ -169,7 +168,7 @@ def _resolve_ambiguous_vrs(ds, *, little_endian: bool, ancestors: list | None = 
 
 def lossy_candidate(scan: ScanResult, spec: TransformSpec) -> bool:
     """Will this instance be lossy-compressed (so get a new SOP Instance UID)?"""
-    from . import j2k
+    from dicompack.codecs import j2k
     if spec.j2k is None or not spec.j2k.lossy or scan.pixel_offset is None:
         return False
     try:
@@ -207,9 +206,9 @@ class Workers:
         self.jobs, self.count = jobs, count
         self.pool, self.counter = None, None
 
-    def __enter__(self) -> "Workers":
+    def __enter__(self) -> Workers:
         if self.jobs > 1:
-            from .parallel import process_pool, shared_counter
+            from dicompack.parallel import process_pool, shared_counter
             self.counter = shared_counter()
             self.pool = process_pool(max(1, min(self.jobs, self.count)), initializer=_count_into,
                                      initargs=(self.counter,))
@@ -223,7 +222,7 @@ class Workers:
         else:
             # Failed, cancelled or terminated: end the workers now, before
             # the caller removes the staging folder they write into.
-            from .parallel import stop
+            from dicompack.parallel import stop
             stop(self.pool)
 
     def _chunk(self, n: int) -> int:
@@ -412,7 +411,7 @@ def _kept(reason: str) -> str:
 def _j2k_skip_reason(ds, scan: ScanResult, spec: TransformSpec, out: Outcome) -> str | None:
     """Why the J2K stage leaves this instance's Pixel Data as it is (None:
     it encodes it): the header's reasons, then the Pixel Data element's own."""
-    from . import j2k
+    from dicompack.codecs import j2k
     with _stage(out, "J2K", "cannot prepare JPEG 2000 encoding"):
         reason = j2k.skip_reason(ds, scan.transfer_syntax, spec.j2k)
         if reason is None:
@@ -425,7 +424,7 @@ def _encode_pixels(ds, scan: ScanResult, spec: TransformSpec, out: Outcome, pixe
                    on_frame: Callable[[int], None]) -> str:
     """JPEG 2000 into ``pixel_part`` when asked for and possible; return the
     transfer syntax of the Pixel Data that will be written."""
-    from . import j2k
+    from dicompack.codecs import j2k
     if spec.j2k is None or scan.pixel_offset is None:
         return scan.transfer_syntax
     reason = _j2k_skip_reason(ds, scan, spec, out)
@@ -442,7 +441,7 @@ def _encode_pixels(ds, scan: ScanResult, spec: TransformSpec, out: Outcome, pixe
 def _deidentify(ds, scan: ScanResult, spec: TransformSpec, out: Outcome) -> None:
     """De-identify ``ds``; with re-identification recipients, seal the
     original values into its Encrypted Attributes Sequence."""
-    from .deid import Deidentifier
+    from dicompack.deid import Deidentifier
     result = Deidentifier(spec.deid).apply(ds, where=scan.path, keep_originals=bool(spec.reid_pem))
     out.actions = dict(result.actions)
     # Lossy maps are keyed on de-identified UIDs, so they apply only now; and
@@ -451,8 +450,8 @@ def _deidentify(ds, scan: ScanResult, spec: TransformSpec, out: Outcome) -> None
     if spec.reid_pem:
         from cryptography import x509
 
-        from .container.cms import CertRecipient
-        from .deid.reid import seal
+        from dicompack.container.cms import CertRecipient
+        from dicompack.deid.reid import seal
         recipients = [CertRecipient(x509.load_pem_x509_certificate(pem)) for pem in spec.reid_pem]
         seal(ds, result.originals, result.added, recipients)
 

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from dicompack import synthetic
-from dicompack.dicomdir import read_dicomdir
-
-from .conftest import dciodvfy_errors, require_tool, run_cli
+from dicompack.fileset.dicomdir import read_dicomdir
+from tests.conftest import dciodvfy_errors, require_tool, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dicompack.dcmio import encode_element
-from dicompack.dicomdir import parse_dicomdir_bytes, write_dicomdir
-from dicompack.records import Record
+from dicompack.fileset.dicomdir import parse_dicomdir_bytes, write_dicomdir
+from dicompack.fileset.records import Record
 
 text = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ^", max_size=20)
 uid = st.from_regex(r"\A[12]\.[0-9]{1,10}(\.[0-9]{1,10}){0,5}\Z")

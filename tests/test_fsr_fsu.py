@@ -15,13 +15,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicompack.dicomdir import (DICOMDIR_SOP_CLASS, read_dicomdir, write_dicomdir,
-                                write_dicomdir_file)
-from dicompack.records import Record
-
-from .conftest import run_cli
-from .realworld.corpus import pydicom_files, tree_digest
-from .support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from dicompack.fileset.dicomdir import DICOMDIR_SOP_CLASS, read_dicomdir, write_dicomdir, write_dicomdir_file
+from dicompack.fileset.records import Record
+from tests.conftest import run_cli
+from tests.realworld.corpus import pydicom_files, tree_digest
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 CORPUS = pydicom_files() / "dicomdirtests"
 PATIENT_FOLDERS = ("77654033", "98892001", "98892003")

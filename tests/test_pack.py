@@ -11,9 +11,8 @@ import pytest
 from pydicom.fileset import FileSet
 
 from dicompack import synthetic
-from dicompack.fileset import valid_file_id
-
-from .conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
+from dicompack.fileset.layout import valid_file_id
+from tests.conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
 
 
 def test_dicomdir_passes_dciodvfy_and_dcmdump(packed_example):
@@ -146,7 +145,7 @@ def test_no_dicom_at_all_is_an_error(tmp_path):
 
 
 def test_multiframe_sr_kos_pr_get_their_record_types(packed_example):
-    from dicompack.dicomdir import read_dicomdir
+    from dicompack.fileset.dicomdir import read_dicomdir
     types = {r.type for r in read_dicomdir(packed_example / "DICOMDIR").records}
     assert {"PATIENT", "STUDY", "SERIES", "IMAGE", "SR DOCUMENT", "KEY OBJECT DOC", "PRESENTATION"} <= types
 

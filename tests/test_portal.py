@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .conftest import run_cli
-from .test_secure import _cert, _save
+from tests.conftest import run_cli
+from tests.test_secure import _cert, _save
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -197,7 +197,7 @@ def test_generation_is_deterministic(gen):
 
 
 def test_record_types_module_reads_table(table):
-    from dicompack import records
+    from dicompack.fileset import records
     assert records.record_type_for("1.2.840.10008.5.1.4.1.1.2") == "IMAGE"
     assert records.record_type_for("1.2.3.4.999") == "PRIVATE"
     assert records.is_single_level("HANGING PROTOCOL")

@@ -18,12 +18,19 @@ from pydicom.sequence import Sequence
 from pydicom.uid import RTPlanStorage
 
 from dicompack import synthetic
-from dicompack.records import (element_value, identity_problem, key_bytes, known_record_types,
-                               make_record, normalised_charset, record_keys, uid_problem)
+from dicompack.fileset.records import (
+    element_value,
+    identity_problem,
+    key_bytes,
+    known_record_types,
+    make_record,
+    normalised_charset,
+    record_keys,
+    uid_problem,
+)
 from dicompack.scan import ScanResult
-
-from .conftest import dciodvfy_errors, run_cli, tree_digest
-from .support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.conftest import dciodvfy_errors, run_cli, tree_digest
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 uid = synthetic.uid_for
 

@@ -1,7 +1,6 @@
 """The scanner on odd and hostile input: it classifies, it never crashes."""
 from __future__ import annotations
 
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

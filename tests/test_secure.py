@@ -13,10 +13,8 @@ from hypothesis import strategies as st
 
 from dicompack.container import cms
 from dicompack.errors import DicompackError
-
-from .conftest import require_tool, run_cli
-from .support.pki import make_cert, name, save, standard_pki
-
+from tests.conftest import require_tool, run_cli
+from tests.support.pki import make_cert, name, save, standard_pki
 
 # Kept under these names for the modules that import them from here.
 _cert, _save, _name = make_cert, save, name
@@ -277,6 +275,7 @@ _SMALL_PACKAGE = _SMALL_PACKAGE.getvalue()
 
 def test_encrypted_key_and_pkcs12(pki, example_corpus, tmp_path):
     from cryptography.hazmat.primitives.serialization import pkcs12
+
     from dicompack import keys
     src, _ = example_corpus
     signer_key = keys.load_private_key(pki / "signer.key")

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from dicompack import synthetic
-
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")

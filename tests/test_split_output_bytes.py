@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from dicompack import api, synthetic
-
-from .conftest import run_cli
-from .support.pki import standard_pki
+from tests.conftest import run_cli
+from tests.support.pki import standard_pki
 
 MIB = 1 << 20
 SPLIT_NOTE = "exceeds the volume size: split by instance"

@@ -17,9 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicompack import synthetic
-
-from .conftest import require_tool, run_cli
-from .support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.conftest import require_tool, run_cli
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.779"
 RT_IMAGE = "1.2.840.10008.5.1.4.1.1.481.1"
@@ -159,7 +158,7 @@ def test_exit_code_is_the_class_of_the_earliest_failing_stage(src, tmp_path, arg
 def _meta_says_explicit(folder: Path) -> Path:
     """File Meta says Explicit VR Little Endian, the data set is implicit VR
     (as some writers do): our scan notes it; pydicom warns on every read."""
-    from dicompack.dicomdir import encode_meta
+    from dicompack.fileset.dicomdir import encode_meta
     ds = _instance(7)
     data = encode_meta(ds.SOPClassUID, ds.SOPInstanceUID, "1.2.840.10008.1.2.1")
     path = folder / "meta_explicit.dcm"
@@ -190,7 +189,7 @@ def test_worker_processes_print_no_library_warnings(src, tmp_path):
     script = f"""
 import threading, time
 from dicompack import api
-from dicompack.j2k import J2KOptions
+from dicompack.codecs.j2k import J2KOptions
 threading.Thread(target=time.sleep, args=(30,), daemon=True).start()     # forces forkserver workers
 report = api.pack([{str(src)!r}], {str(tmp_path / 'out')!r},
                   api.PackOptions(j2k=J2KOptions("lossless"), jobs=2, skip_invalid=True))
@@ -287,7 +286,7 @@ def test_deid_engine_removes_item_tags_standing_among_elements():
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
-    from dicompack.deid import DeidOptions, Deidentifier
+    from dicompack.deid import Deidentifier, DeidOptions
     ds = _instance(8)
     ds[0xFFFEE000] = RawDataElement(Tag(0xFFFEE000), None, 8, b"\x18\x00\x12\x60\x01\x00\x00\x00", 0, False, True)
     Deidentifier(DeidOptions(key=b"k" * 20, burned_in="keep")).apply(ds, where="x")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-
-from .conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
+from tests.conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
 
 
 @pytest.fixture(scope="module")

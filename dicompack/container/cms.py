@@ -22,23 +22,41 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
-from asn1crypto import algos, cms as acms, core, tsp
+from asn1crypto import algos, core, tsp
+from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import (CancelledError, DicompackError, PackageInvalidError, SignatureInvalidError,
-                      SignerUntrustedError, UnsignedPackageError, UsageError)
-from . import cms_asn1 as A
-from . import cms_crypto as C
-from . import trust as T
-from .cms_ber import (EOC, TAG_OCTET_STRING, TAG_SEQUENCE, BerError,
-                      ChunkStream, Reader, der_length, open_indefinite,
-                      primitive_header, retag)
+from dicompack.container import cms_asn1 as A
+from dicompack.container import cms_crypto as C
+from dicompack.container import trust as T
+from dicompack.container.cms_ber import (
+    EOC,
+    TAG_OCTET_STRING,
+    TAG_SEQUENCE,
+    BerError,
+    ChunkStream,
+    Reader,
+    der_length,
+    open_indefinite,
+    primitive_header,
+    retag,
+)
+from dicompack.errors import (
+    DicompackError,
+    OperationCancelledError,
+    PackageInvalidError,
+    SignatureInvalidError,
+    SignerUntrustedError,
+    UnsignedPackageError,
+    UsageError,
+)
 
 DIGEST_OIDS = {"sha1": "1.3.14.3.2.26", "sha256": "2.16.840.1.101.3.4.2.1",
                "sha384": "2.16.840.1.101.3.4.2.2", "sha512": "2.16.840.1.101.3.4.2.3"}
@@ -436,7 +454,7 @@ def _read_plaintext(stream: ChunkStream, content_type: str, spool, report: Secur
         if stream.read(1) or not inner.at_eof():
             raise BerError("data after the signed content", inner.pos)
         return result
-    except (_OuterError, CancelledError):
+    except (_OuterError, OperationCancelledError):
         raise
     except OSError:
         raise                               # the spool's disk, not the package
@@ -481,7 +499,7 @@ def _concluded(result, report: SecureReport, spool, trust, allow_unsigned: bool,
     except (SignerUntrustedError, UnsignedPackageError):
         _discard(spool)
         raise
-    except (OSError, CancelledError):
+    except (OSError, OperationCancelledError):
         raise
     except Exception:  # noqa: BLE001 - see INTEGRITY_FAILURE
         _discard(spool)

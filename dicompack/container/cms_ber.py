@@ -10,8 +10,8 @@ read whole, up to a size limit, and parsed with asn1crypto.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 EOC = b"\x00\x00"
 

@@ -8,19 +8,23 @@ import hmac
 import os
 from datetime import datetime, timezone
 
-from asn1crypto import algos, cms as acms, core, keys as akeys, x509 as ax509
+from asn1crypto import algos, core
+from asn1crypto import cms as acms
+from asn1crypto import keys as akeys
+from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, padding as sympad
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils as asym_utils
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as sympad
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import utils as asym_utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from ..errors import (DecryptionError, DicompackError, PackageInvalidError, SignatureInvalidError,
-                      UsageError)
-from . import cms_asn1 as A
+from dicompack.container import cms_asn1 as A
+from dicompack.errors import DecryptionError, DicompackError, PackageInvalidError, SignatureInvalidError, UsageError
 
 try:  # cryptography >= 43 moved 3DES to "decrepit"
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES

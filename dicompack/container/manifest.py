@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from .. import __version__
-from ..errors import PackageInvalidError, UnsafeArchiveError
+from dicompack._version import __version__
+from dicompack.errors import PackageInvalidError, UnsafeArchiveError
 
 MANIFEST_NAME = "DICOMPACK.JSON"
 FORMAT = "dicompack-manifest"
@@ -28,7 +28,7 @@ def parse_manifest(data: bytes, limits=None) -> dict:
     are bounded before parsing (json.loads turns 3 bytes of '[],' into a
     64-byte object), nesting after, and so is the shape of every field the
     receiving side reads."""
-    from .zip import ZipLimits
+    from dicompack.container.zip import ZipLimits
     limits = limits or ZipLimits()
     if len(data) > limits.max_manifest_size:
         raise UnsafeArchiveError(f"manifest of {len(data)} bytes exceeds the limit of "

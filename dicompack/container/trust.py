@@ -36,10 +36,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import (Criticality, ExtensionPolicy, PolicyBuilder, Store,
-                                            VerificationError)
+from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from ..errors import SignerUntrustedError
+from dicompack.errors import SignerUntrustedError
 
 # --- limits on sender-supplied material (spec/threat-model.md)
 MAX_EMBEDDED_CERTIFICATES = 32          # SignedData.certificates entries examined at all

@@ -25,13 +25,14 @@ import tempfile
 import unicodedata
 import zlib
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
-from ..errors import DicompackError, PackageInvalidError, StorageError, UnsafeArchiveError, UsageError
-from ..output import temp_prefix
-from .manifest import MANIFEST_NAME
+from dicompack.container.manifest import MANIFEST_NAME
+from dicompack.errors import DicompackError, PackageInvalidError, StorageError, UnsafeArchiveError, UsageError
+from dicompack.output import temp_prefix
 
 METHOD_IDS = {"store": 0, "deflate": 8, "zstd": 93}
 METHOD_NAMES = {v: k for k, v in METHOD_IDS.items()}
@@ -72,7 +73,7 @@ def _compressor(method: str):
     raise UsageError(f"unknown ZIP method {method!r}")
 
 
-def check_entry_name(name: str, limits: "ZipLimits | None" = None) -> None:
+def check_entry_name(name: str, limits: ZipLimits | None = None) -> None:
     """Refuse names that would be unsafe or non-portable to extract."""
     reason = unsafe_name_reason(name, limits)
     if reason:
@@ -90,7 +91,7 @@ _WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
                              | {f"{d}{n}" for d in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"})
 
 
-def unsafe_name_reason(name: str, limits: "ZipLimits | None" = None) -> str | None:
+def unsafe_name_reason(name: str, limits: ZipLimits | None = None) -> str | None:
     """Why ``name`` must not be extracted, or None.  A name is refused rather
     than normalised: './A', 'a//b', 'A.' or 'A ' would otherwise land on the
     same file as 'A', 'a/b' on some system, behind the duplicate check."""
@@ -118,7 +119,7 @@ def unsafe_name_reason(name: str, limits: "ZipLimits | None" = None) -> str | No
     return None
 
 
-def _unsafe_component_reason(part: str, limits: "ZipLimits") -> str | None:
+def _unsafe_component_reason(part: str, limits: ZipLimits) -> str | None:
     if part == "":
         return "empty path component ('//') in entry name"
     if part == "..":
@@ -156,7 +157,7 @@ class ZipWriter:
         self._names: set[str] = set()
         self._closed = False
 
-    def __enter__(self) -> "ZipWriter":
+    def __enter__(self) -> ZipWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -341,7 +342,7 @@ class EntrySpool:
         self._f = open(path, "w+b")
         self._chunk = chunk_size
 
-    def __enter__(self) -> "EntrySpool":
+    def __enter__(self) -> EntrySpool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -767,7 +768,7 @@ class _Chunks:
     """Consecutive reads of ``size`` bytes from ``start``, fetched a chunk at
     a time; reading past the end is a damaged central directory."""
 
-    def __init__(self, reader: "ZipReader", start: int, size: int):
+    def __init__(self, reader: ZipReader, start: int, size: int):
         self._reader, self._next, self.left = reader, start, size
         self._buf, self._pos = b"", 0
 

@@ -20,9 +20,9 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from ..errors import DeidentificationError
-from .options import BASIC_PROFILE, OPTION_CODES, DeidOptions
-from .table import action_for, row_for, safe_private
+from dicompack.deid.options import BASIC_PROFILE, OPTION_CODES, DeidOptions
+from dicompack.deid.table import action_for, row_for, safe_private
+from dicompack.errors import DeidentificationError
 
 PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
 PRIVATE_CHARACTERISTICS = 0x00080300     # Private Data Element Characteristics Sequence

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UsageError
+from dicompack.errors import UsageError
 
 # (CID 7050 code value, meaning), coding scheme DCM.
 BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")

@@ -15,18 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pydicom import config
-from pydicom.dataelem import DataElement
-
 from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
-from ..container.cms import NOT_AUTHENTIC, envelope_bytes, open_envelope_bytes
-from ..errors import DicompackError, InvalidInputError, SignatureInvalidError
-from .table import COMBINED, row_for
+from dicompack.container.cms import NOT_AUTHENTIC, envelope_bytes, open_envelope_bytes
+from dicompack.deid.table import COMBINED, row_for
+from dicompack.errors import DicompackError, InvalidInputError, SignatureInvalidError
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 # The list of tags de-identification added and the instance the payload

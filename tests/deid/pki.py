@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..support.pki import make_cert, rsa_key, save
+from tests.support.pki import make_cert, rsa_key, save
 
 
 def make_recipient(folder: Path) -> tuple[Path, Path]:

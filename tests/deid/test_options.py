@@ -13,11 +13,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicompack import synthetic
-from dicompack.deid import DeidOptions, Deidentifier, table
+from dicompack.deid import Deidentifier, DeidOptions, table
 from dicompack.deid.table import COMBINED, safe_private
-
-from ..conftest import run_cli
-from .test_deid import MARK, _planted
+from tests.conftest import run_cli
+from tests.deid.test_deid import MARK, _planted
 
 KEY = b"option-test-key-0123456789"
 # Attributes every run writes itself (they name the options used).

@@ -11,9 +11,8 @@ import pydicom
 import pytest
 
 from dicompack import synthetic
-from dicompack.j2k import _mask
-
-from ..conftest import dciodvfy_errors, require_tool, run_cli
+from dicompack.codecs.j2k import _mask
+from tests.conftest import dciodvfy_errors, require_tool, run_cli
 
 CASES = {
     "ct16_12bit": dict(bits_allocated=16, bits_stored=12),
@@ -208,7 +207,7 @@ def test_big_multiframe_encodes_frame_by_frame(tmp_path):
     """A 48 MB instance: traced memory stays near one frame, not the instance."""
     import tracemalloc
 
-    from dicompack.j2k import J2KOptions, encode_pixel_data
+    from dicompack.codecs.j2k import J2KOptions, encode_pixel_data
     from dicompack.scan import scan_file
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.7", frames=96,
                                  rows=512, columns=512)
@@ -230,7 +229,7 @@ def test_progress_moves_frame_by_frame(tmp_path):
     """One 32 MB multi-frame instance: the compress stage reports source
     bytes before the instance is done (workers count frames)."""
     import dicompack
-    from dicompack.j2k import J2KOptions
+    from dicompack.codecs.j2k import J2KOptions
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.8", frames=64,
                                  rows=512, columns=512)
     synthetic.write_file(ds, tmp_path / "src" / "big.dcm")

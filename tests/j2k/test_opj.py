@@ -1,4 +1,4 @@
-"""The ctypes encoder on openjpeg's C API (dicompack.opj): its layout check,
+"""The ctypes encoder on openjpeg's C API (dicompack.codecs.opj): its layout check,
 round trips over shapes/depths/signedness, the coding style it writes (read
 back from the codestream's COD marker), and the fallback encoder."""
 from __future__ import annotations
@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openjpeg import decode
 
-from dicompack import opj, synthetic
-from dicompack.j2k import J2KOptions, encode_pixel_data
+from dicompack import synthetic
+from dicompack.codecs import opj
+from dicompack.codecs.j2k import J2KOptions, encode_pixel_data
 from dicompack.scan import scan_file
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import dciodvfy_errors, require_tool, run_cli
-from . import corpus
+from tests.conftest import dciodvfy_errors, require_tool, run_cli
+from tests.realworld import corpus
 
 pytestmark = pytest.mark.realworld
 

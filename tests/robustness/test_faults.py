@@ -12,9 +12,8 @@ import pytest
 
 import dicompack
 from dicompack import synthetic
-from dicompack.j2k import J2KOptions
-
-from ..conftest import run_cli
+from dicompack.codecs.j2k import J2KOptions
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,7 @@ def test_source_vanishing_during_copy(tmp_path):
 
 def test_cancel_from_callback(corpus, tmp_path):
     out = tmp_path / "out.zip"
-    with pytest.raises(dicompack.CancelledError):
+    with pytest.raises(dicompack.OperationCancelledError):
         dicompack.pack([corpus], out, dicompack.PackOptions(progress=lambda e: e.stage != "zip"))
     assert not out.exists() and _leftovers(tmp_path) == []
 
@@ -114,7 +113,7 @@ def test_staged_files_move_but_inputs_stay(example_corpus, tmp_path):
 
 
 def test_copy_instance_moves_only_owned_files(tmp_path):
-    from dicompack.fileset import copy_instance
+    from dicompack.fileset.layout import copy_instance
     from dicompack.scan import scan_file
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
     mine, theirs = (synthetic.write_file(ds, tmp_path / name) for name in ("staged", "input"))

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicompack.container.cms_ber import Reader, der_length
-
-from ..conftest import require_tool
+from tests.conftest import require_tool
 
 
 def tlv(tag: int, content: bytes) -> bytes:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support.pki import standard_pki
+from tests.support.pki import standard_pki
 
 
 @pytest.fixture(scope="module")

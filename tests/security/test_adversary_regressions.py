@@ -31,13 +31,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicompack import output, records, synthetic
+from dicompack import output, synthetic
 from dicompack.deid import reid
-from dicompack.receive import require_parent
-
-from ..conftest import run_cli
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
-from .test_reid import _gcm, _instances, _payload, _set_blob, _sop_uid
+from dicompack.fileset import records
+from dicompack.receiving.sources import require_parent
+from tests.conftest import run_cli
+from tests.security.test_reid import _gcm, _instances, _payload, _set_blob, _sop_uid
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.778.9"
 ROWS: list[tuple] = []

@@ -19,17 +19,17 @@ import time
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms as acms, core
+from asn1crypto import cms as acms
+from asn1crypto import core
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from dicompack import keys
 from dicompack.container import cms
-
-from ..conftest import run_cli
-from ..support.pki import standard_pki
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
-from .cms_edit import flip, layout, openssl
+from tests.conftest import run_cli
+from tests.security.cms_edit import flip, layout, openssl
+from tests.support.pki import standard_pki
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 INTEGRITY_LINE = f"dicompack: {cms.INTEGRITY_WHERE}: {cms.INTEGRITY_FAILURE}"
 

@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from asn1crypto import algos, cms as acms, core
+from asn1crypto import algos, core
+from asn1crypto import cms as acms
 
 from dicompack.container import cms_asn1 as A
 from dicompack.container.cms_ber import Reader
-
-from ..conftest import run_cli
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
-from .cms_edit import layout, nested, openssl, private_env, splice, tlv
+from tests.conftest import run_cli
+from tests.security.cms_edit import layout, nested, openssl, private_env, splice, tlv
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 PASSWORD = "correct horse battery"      # standard_pki's pw.txt
 

@@ -9,12 +9,12 @@ import struct
 import time
 import zipfile
 import zlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -84,7 +84,7 @@ def valid_instance(n: int) -> bytes:
     return _part10(EXPLICIT_LE, uid, _header_elements(uid) + _el(0x7FE00010, b"OB", b"\x01\x02\x03\x04"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def deflate_bomb(inflated_mb: int = 2048) -> bytes:
     """A Deflated Explicit VR LE instance whose Pixel Data inflates to
     ``inflated_mb`` MiB of zeros.  Built from one compressed MiB repeated:
@@ -229,8 +229,8 @@ def _fileset_with(root: Path, instance: bytes, sop_instance: str, transfer_synta
     """A File-set of one IMAGE record referencing ``instance`` (the DICOMDIR
     written by our encoder: the hostile part is the instance)."""
     from dicompack.dcmio import encode_element
-    from dicompack.dicomdir import write_dicomdir_file
-    from dicompack.records import Record
+    from dicompack.fileset.dicomdir import write_dicomdir_file
+    from dicompack.fileset.records import Record
     (root / "PA000001" / "ST000001" / "SE000001").mkdir(parents=True)
     (root / "PA000001" / "ST000001" / "SE000001" / "IM000001").write_bytes(instance)
     patient = Record("PATIENT", elements={0x00100010: encode_element(0x00100010, b"PN", b"TEST^BOUNDS"),
@@ -316,6 +316,7 @@ def test_largest_accepted_deflated_instance_stays_bounded(tmp_path):
     """Just under the inflated-size cap, incompressible: accepted, and
     de-identification (pydicom reads it whole) stays under the bound."""
     import os
+
     from dicompack.scan import DEFLATED_MAX_BYTES
     uid = "1.2.826.0.1.3680043.2.1125.8.1"
     pixels = os.urandom(1 << 20) * ((DEFLATED_MAX_BYTES >> 20) - 1)   # repeats lie beyond deflate's window
@@ -355,7 +356,7 @@ def test_ls_refuses_flood_of_empty_records(tmp_path):
 
 
 def test_check_refuses_more_records_than_the_cap(tmp_path):
-    from dicompack.dicomdir import MAX_DICOMDIR_RECORDS
+    from dicompack.fileset.dicomdir import MAX_DICOMDIR_RECORDS
     root = _write(tmp_path / "fs", {"DICOMDIR": dicomdir_of_minimal_records(MAX_DICOMDIR_RECORDS + 1)})
     result, wall = _measured("ls", root)
     err = _assert_bounded(result, wall, 4, "DICOMDIR")
@@ -365,7 +366,7 @@ def test_check_refuses_more_records_than_the_cap(tmp_path):
 def test_check_lists_a_bounded_number_of_findings(tmp_path):
     """Every record broken several ways: findings stop at the listing cap,
     the rest are counted in one last error."""
-    from dicompack.check import MAX_LISTED_FINDINGS
+    from dicompack.fileset.check import MAX_LISTED_FINDINGS
     count = MAX_LISTED_FINDINGS // 2 + 100          # PATIENT records lack 2 keys each
     start = _dicomdir_items_start()
     size = len(_record(0, 0, b"PATIENT"))

@@ -17,9 +17,8 @@ import pytest
 
 import dicompack
 from dicompack import synthetic
-
-from ..conftest import run_cli
-from ..support.run import HOSTILE_RSS_LIMIT_MB
+from tests.conftest import run_cli
+from tests.support.run import HOSTILE_RSS_LIMIT_MB
 
 TMP_MARK = ".dicompack-tmp-"
 SHOW_CURSOR, HIDE_CURSOR = b"\x1b[?25h", b"\x1b[?25l"

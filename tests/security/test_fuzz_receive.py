@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 import dicompack.api as dp
 from dicompack import keys, synthetic
 from dicompack.errors import DicompackError
-
-from ..conftest import run_cli, tree_digest
-from ..support.pki import standard_pki
-from ..support.secure import seal_options
+from tests.conftest import run_cli, tree_digest
+from tests.support.pki import standard_pki
+from tests.support.secure import seal_options
 
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

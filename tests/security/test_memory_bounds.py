@@ -20,15 +20,21 @@ from dicompack.container import cms_crypto
 from dicompack.container.cms_ber import der_length
 from dicompack.container.manifest import build_manifest, parse_manifest
 from dicompack.container.zip import ZipLimits, ZipReader
-from dicompack.dicomdir import (MAX_DICOMDIR_KEY_BYTES, MAX_DICOMDIR_RECORDS, MAX_RECORD_ELEMENTS,
-                                _header, encode_meta, parse_dicomdir_bytes, read_dicomdir,
-                                write_dicomdir)
 from dicompack.errors import PackageInvalidError
-from dicompack.records import Record
+from dicompack.fileset.dicomdir import (
+    MAX_DICOMDIR_KEY_BYTES,
+    MAX_DICOMDIR_RECORDS,
+    MAX_RECORD_ELEMENTS,
+    _header,
+    encode_meta,
+    parse_dicomdir_bytes,
+    read_dicomdir,
+    write_dicomdir,
+)
+from dicompack.fileset.records import Record
+from tests.security.cms_edit import layout
 from tests.support.pki import standard_pki
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
-
-from .cms_edit import layout
 
 WALL_LIMIT_S = 30
 LIMITS = ZipLimits()

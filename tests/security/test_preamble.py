@@ -18,10 +18,9 @@ import pytest
 from pydicom import dcmread
 
 from dicompack import synthetic as S
-
-from ..conftest import require_tool, run_cli
-from ..support.pki import standard_pki
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.conftest import require_tool, run_cli
+from tests.support.pki import standard_pki
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ZERO = b"\x00" * 128
 

@@ -29,10 +29,9 @@ from dicompack import synthetic
 from dicompack.container.cms import CertRecipient, envelope_bytes
 from dicompack.deid import reid
 from dicompack.errors import DicompackError
-
-from ..conftest import require_tool, run_cli
-from ..deid.pki import make_recipient
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.conftest import require_tool, run_cli
+from tests.deid.pki import make_recipient
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.778"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

@@ -21,10 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from dicompack.container import trust
-
-from ..conftest import require_tool, run_cli
-from ..support.pki import make_cert, rsa_key, save
-from ..support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.conftest import require_tool, run_cli
+from tests.support.pki import make_cert, rsa_key, save
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 UNKNOWN_CRITICAL = (x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)
 ID_CT_TSTINFO = "1.2.840.113549.1.9.16.1.4"     # a non-data eContentType openssl can write
@@ -224,7 +223,9 @@ def test_invalid_second_signature_refuses_the_package(pki, content, tmp_path):
 def _signed_at(content: bytes, key, cert: x509.Certificate, when: dt.datetime) -> bytes:
     """ContentInfo(SignedData) whose signing-time attribute says ``when``
     (openssl always writes the present time), built with asn1crypto."""
-    from asn1crypto import cms as acms, core, x509 as ax509
+    from asn1crypto import cms as acms
+    from asn1crypto import core
+    from asn1crypto import x509 as ax509
     attrs = acms.CMSAttributes([
         {"type": "content_type", "values": ["data"]},
         {"type": "signing_time", "values": [acms.Time(name="utc_time", value=core.UTCTime(when))]},

@@ -21,11 +21,10 @@ import pytest
 from dicompack import synthetic
 from dicompack.container.manifest import build_manifest
 from dicompack.container.zip import EntryInfo
-
-from ..conftest import run_cli
-from ..support.secure import receiver_keys as _keys
-from ..support.secure import run_hostile as _hostile
-from ..support.secure import seal_options as _seal
+from tests.conftest import run_cli
+from tests.support.secure import receiver_keys as _keys
+from tests.support.secure import run_hostile as _hostile
+from tests.support.secure import seal_options as _seal
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,7 @@ class Raw:
     flags: int = 0
 
     @classmethod
-    def stored(cls, name: str, content: bytes) -> "Raw":
+    def stored(cls, name: str, content: bytes) -> Raw:
         return cls(name, content, len(content), zlib.crc32(content))
 
 

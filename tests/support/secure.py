@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 
 def receiver_keys(pki: Path) -> list:

@@ -14,17 +14,29 @@ import re
 import shutil
 import sys
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from .dicomdir import encode_meta
-from .errors import DuplicateInstanceError
-from .records import (INSTANCE_NUMBER, PATIENT_ID, PATIENT_NAME,
-                      SERIES_NUMBER, SERIES_UID, STUDY_DATE, STUDY_ID,
-                      STUDY_TIME, STUDY_UID, Invented, Record, is_single_level,
-                      make_record, record_type_for)
-from .scan import ScanResult, in_lossy_syntax, is_lossy
+from dicompack.errors import DuplicateInstanceError, UsageError
+from dicompack.fileset.dicomdir import encode_meta
+from dicompack.fileset.records import (
+    INSTANCE_NUMBER,
+    PATIENT_ID,
+    PATIENT_NAME,
+    SERIES_NUMBER,
+    SERIES_UID,
+    STUDY_DATE,
+    STUDY_ID,
+    STUDY_TIME,
+    STUDY_UID,
+    Invented,
+    Record,
+    is_single_level,
+    make_record,
+    record_type_for,
+)
+from dicompack.scan import ScanResult, in_lossy_syntax, is_lossy
 
 FILE_ID_COMPONENT = re.compile(r"^[A-Z0-9_]{1,8}$")
 MAX_FILE_ID_LEVELS = 8
@@ -480,7 +492,7 @@ def updated_index(existing, added: list[Record], where: str = "DICOMDIR") -> lis
 def refuse_lossy_update(existing, where: str = "DICOMDIR") -> None:
     """Refuse (exit 4) an index that an update would write without some of
     its records: unreadable directory files, records no offset leads to."""
-    from .errors import PackageInvalidError
+    from dicompack.errors import PackageInvalidError
     if existing.unread_directory_files:
         label, why = existing.unread_directory_files[0]
         raise PackageInvalidError(f"the lower-level directory file {label} cannot be read ({why}); --update "
@@ -514,5 +526,15 @@ def _merge_level(old: list[Record], new: list[Record]) -> list[Record]:
 
 
 def _match_value(rec: Record) -> bytes:
-    from .records import key_bytes
+    from dicompack.fileset.records import key_bytes
     return key_bytes(rec, _MATCH_KEY[rec.type])
+
+
+_FILESET_ID = re.compile(r"^[A-Z0-9_ ]{0,16}$")
+
+
+def validate_fileset_id(fileset_id: str) -> None:
+    """PS3.3 F.5: File-set ID is CS, at most 16 characters."""
+    if not _FILESET_ID.match(fileset_id):
+        raise UsageError("File-set ID must be at most 16 characters of A-Z 0-9 _ and space",
+                         where=fileset_id)

@@ -21,13 +21,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from . import __version__
-from .dcmio import (EXPLICIT_BE, EXPLICIT_LE, EXPLICIT_LITTLE, IMPLICIT_LE,
-                    IMPLICIT_LITTLE, LONG_VRS, UNDEFINED, VALID_VRS,
-                    Encoding, StructureError, Walker, decode_text, encode_element,
-                    encode_ul, encode_us)
-from .errors import PackageInvalidError
-from .records import Record
+from dicompack._version import __version__
+from dicompack.dcmio import (
+    EXPLICIT_BE,
+    EXPLICIT_LE,
+    EXPLICIT_LITTLE,
+    IMPLICIT_LE,
+    IMPLICIT_LITTLE,
+    LONG_VRS,
+    UNDEFINED,
+    VALID_VRS,
+    Encoding,
+    StructureError,
+    Walker,
+    decode_text,
+    encode_element,
+    encode_ul,
+    encode_us,
+)
+from dicompack.errors import PackageInvalidError
+from dicompack.fileset.records import Record
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # A UUID-derived UID (PS3.5 B.2), fixed for this implementation.
@@ -357,7 +370,7 @@ def _count_records(walker: Walker, start: int, end: int, where: str, budget: int
 
 
 def _parse_record(buf, walker: Walker, item_pos: int, start: int, stop: int,
-                  shared: dict[str, str], problems: "_CappedFindings", keys: "_KeyBudget") -> Record:
+                  shared: dict[str, str], problems: _CappedFindings, keys: _KeyBudget) -> Record:
     rec = Record(type="")
     raw: dict[int, bytes] = {}
     native = walker.enc == EXPLICIT_LITTLE
@@ -439,7 +452,7 @@ class PackedElements(Mapping):
         self._data = data
 
     @classmethod
-    def pack(cls, elements: dict[int, bytes]) -> "PackedElements":
+    def pack(cls, elements: dict[int, bytes]) -> PackedElements:
         ends, size = [], 0
         for encoded in elements.values():
             size += len(encoded)

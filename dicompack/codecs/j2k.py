@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 
-from .errors import CompressionError, UsageError
+from dicompack.errors import CompressionError, UsageError
 
 LOSSLESS_TS = "1.2.840.10008.1.2.4.90"
 LOSSY_TS = "1.2.840.10008.1.2.4.91"
@@ -204,7 +205,7 @@ def _mask(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
 def _encode(frame: np.ndarray, header, options: J2KOptions) -> bytes:
     """Through openjpeg's C API with arithmetic coding bypass (see opj.py);
     pylibjpeg-openjpeg's encoder where that API cannot be used."""
-    from . import opj
+    from dicompack.codecs import opj
     photometric = str(header.PhotometricInterpretation)
     bits_stored = int(header.get("BitsStored", header.BitsAllocated))
     ratio = options.value if options.mode == "ratio" else None

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from .dicomdir import DICOMDIR_SOP_CLASS, DicomDir, Finding, read_index
-from .errors import PackageInvalidError
-from .fileset import valid_file_id
-from .records import (Record, is_single_level, key_bytes, known_record_types,
-                      record_keys)
-from .scan import ScanResult, scan_files
+from dicompack.errors import PackageInvalidError
+from dicompack.fileset.dicomdir import DICOMDIR_SOP_CLASS, DicomDir, Finding, read_index
+from dicompack.fileset.layout import valid_file_id
+from dicompack.fileset.records import Record, is_single_level, key_bytes, known_record_types, record_keys
+from dicompack.scan import ScanResult, scan_files
 
 # What may sit below what (PS3.3 Table F.4-1, the parts we write and read).
 _ALLOWED_BELOW = {

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
-import struct
-
-from .dcmio import LONG_VRS as LONG_VR_NAMES
-from .dcmio import EXPLICIT_LITTLE, UNDEFINED, StructureError, Walker, encode_element
+from dicompack.dcmio import EXPLICIT_LITTLE, UNDEFINED, StructureError, Walker, encode_element
+from dicompack.dcmio import LONG_VRS as LONG_VR_NAMES
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 PATIENT_ID, PATIENT_NAME = 0x00100020, 0x00100010
@@ -46,7 +45,7 @@ def _table() -> dict:
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def record_keys(record_type: str) -> tuple[KeySpec, ...]:
     rows = _table()["record_keys"].get(record_type, [])
     return tuple(KeySpec(int(r["tag"], 16), r["keyword"], r["vr"].encode(), r["type"])
@@ -84,14 +83,14 @@ class Record:
     sop_class: str = ""
     sop_instance: str = ""
     transfer_syntax: str = ""
-    children: list["Record"] = field(default_factory=list)
+    children: list[Record] = field(default_factory=list)
     in_use: bool = True
     offset: int = 0           # byte offset of the item in its DICOMDIR
     source: object = None     # the scanned input behind a leaf record
     next_offset: int = 0      # as read from a DICOMDIR, until linked
     lower_offset: int = 0
 
-    def same_content(self, other: "Record") -> bool:
+    def same_content(self, other: Record) -> bool:
         """Structural equality, ignoring offsets and sources."""
         mine = (self.type, self.elements, self.file_id, self.sop_class,
                 self.sop_instance, self.transfer_syntax, self.in_use)
@@ -181,13 +180,13 @@ INVENTED_BY_TAG = {MODALITY: "OT"}
 _BINARY_FORMATS = {b"US": "<H", b"UL": "<I", b"UV": "<Q"}
 
 
-def invented_value(key: "KeySpec", invent: dict[int, str]) -> str | None:
+def invented_value(key: KeySpec, invent: dict[int, str]) -> str | None:
     """``invent`` holds the caller's values for this record (numbers counted
     in the File-set, a Patient ID derived from the name)."""
     return invent.get(key.tag) or INVENTED_BY_TAG.get(key.tag) or INVENTED_BY_VR.get(key.vr)
 
 
-def _encode_invented(key: "KeySpec", value: str) -> bytes:
+def _encode_invented(key: KeySpec, value: str) -> bytes:
     fmt = _BINARY_FORMATS.get(key.vr)
     raw = struct.pack(fmt, int(value)) if fmt else value.encode("ascii")
     return encode_element(key.tag, key.vr, raw)
@@ -311,7 +310,7 @@ def _clip_text(raw: bytes, vr: bytes, charset: bytes) -> bytes:
     return encode("\\".join(parts))
 
 
-def valid_for_vr(key: "KeySpec", raw: bytes, charset: bytes) -> tuple[bytes | None, str]:
+def valid_for_vr(key: KeySpec, raw: bytes, charset: bytes) -> tuple[bytes | None, str]:
     """The value to write for ``key`` and what was changed to make it valid
     for its VR ('' when nothing).  None: no valid form exists (use the dummy)."""
     if len(raw) <= 256:
@@ -324,7 +323,7 @@ def valid_for_vr(key: "KeySpec", raw: bytes, charset: bytes) -> tuple[bytes | No
 _valid_for_vr_cached = lru_cache(maxsize=4096)(lambda key, raw, charset: _valid_for_vr(key, raw, charset))
 
 
-def _valid_for_vr(key: "KeySpec", raw: bytes, charset: bytes) -> tuple[bytes | None, str]:
+def _valid_for_vr(key: KeySpec, raw: bytes, charset: bytes) -> tuple[bytes | None, str]:
     vr = key.vr
     if vr == b"DA":
         return _match_or_none(raw.strip(b" \x00").replace(b".", b""), _DA, _real_date)

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from .check import check_fileset
-from .container.manifest import MANIFEST_NAME, parse_manifest
-from .container.zip import ZipLimits, ZipReader, extract_atomically
-from .dicomdir import Finding, read_dicomdir
-from .fileset import sha256_file
-from .errors import (DicompackError, PackageInvalidError, SignerUntrustedError, UnsafeArchiveError,
-                     UnsignedPackageError, UsageError)
-from .output import _replace, check_destination, marked_folder, private_tempdir, sweep_stale
-from .report import Progress, UnpackReport, VerifyReport
+from dicompack.container.manifest import MANIFEST_NAME, parse_manifest
+from dicompack.container.zip import ZipLimits, ZipReader, extract_atomically
+from dicompack.errors import (
+    DicompackError,
+    PackageInvalidError,
+    SignerUntrustedError,
+    UnsafeArchiveError,
+    UnsignedPackageError,
+    UsageError,
+)
+from dicompack.fileset.check import check_fileset
+from dicompack.fileset.dicomdir import Finding, read_dicomdir
+from dicompack.fileset.layout import sha256_file
+from dicompack.output import _replace, check_destination, marked_folder, private_tempdir, sweep_stale
+from dicompack.report import Progress, UnpackReport, VerifyReport
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 CMS_MAGIC = b"\x30"                      # a DER/BER SEQUENCE: a CMS ContentInfo
@@ -305,7 +311,7 @@ class _SecureFolder:
                           for rel in missing[:MAX_LISTED_MISSING]])
 
     def _decrypt(self, rel: str, path: Path) -> dict:
-        from .container.cms import open_secure_package
+        from dicompack.container.cms import open_secure_package
         dest = self.out.joinpath(*rel.split("/"))
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -382,7 +388,7 @@ def _open_cms(path: Path, label: str, options, stack: ExitStack, progress: Progr
     in a 0700 folder, removed on every path); return the spool and report."""
     if options.key is None and options.password is None:
         raise UsageError("secure package: give --key/--cert, --p12 or --password-file", where=label)
-    from .container.cms import open_secure_package
+    from dicompack.container.cms import open_secure_package
     spool = stack.enter_context(private_tempdir("spool")) / "package.zip"
     fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     done = [0]

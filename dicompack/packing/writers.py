@@ -6,17 +6,24 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
-from .container.manifest import MANIFEST_NAME, build_manifest
-from .container.zip import (EntryInfo, EntrySpool, SpooledEntry, ZipWriter, compress_bytes,
-                            precompressed_zip_size)
-from .dicomdir import encode_meta, write_dicomdir
-from .errors import UsageError
-from .fileset import ZERO_PREAMBLE, Layout, copy_instance, leaf_path, sha256_file
-from .report import Progress
-from .scan import ScanResult
+from dicompack.container.manifest import MANIFEST_NAME, build_manifest
+from dicompack.container.zip import (
+    EntryInfo,
+    EntrySpool,
+    SpooledEntry,
+    ZipWriter,
+    compress_bytes,
+    precompressed_zip_size,
+)
+from dicompack.errors import UsageError
+from dicompack.fileset.dicomdir import encode_meta, write_dicomdir
+from dicompack.fileset.layout import ZERO_PREAMBLE, Layout, copy_instance, leaf_path, sha256_file
+from dicompack.report import Progress
+from dicompack.scan import ScanResult
 
 # Encapsulated (already compressed) syntaxes gain nothing from deflate.
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
@@ -161,7 +168,7 @@ def write_secure(out: BinaryIO, write_zip_to: Callable[[BinaryIO], list[EntryInf
     never held in memory nor spooled to disk, and ``out`` may be a pipe."""
     import threading
 
-    from .container.cms import write_secure_package
+    from dicompack.container.cms import write_secure_package
 
     read_fd, write_fd = os.pipe()
     failure: list[BaseException] = []
@@ -193,7 +200,7 @@ def secure_files_in_place(root: Path, *, recipients: list, signer, aead: bool, l
     """PS3.10 7.4 / PS3.11 STD-GEN-SEC-*: every DICOM File of the File-set,
     the DICOMDIR included, becomes a Secure DICOM File (a CMS envelope around
     the whole file) under its own File ID."""
-    from .container.cms import write_secure_package
+    from dicompack.container.cms import write_secure_package
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README")
     info = None
     for n, path in enumerate(files, 1):
@@ -210,7 +217,7 @@ def secure_files_in_place(root: Path, *, recipients: list, signer, aead: bool, l
 def is_secure_fileset(root: Path) -> bool:
     """A folder of Secure DICOM Files: its DICOMDIR is a regular file (not a
     link) holding CMS."""
-    from .receive import is_secure_folder
+    from dicompack.receiving.sources import is_secure_folder
     return is_secure_folder(root)
 
 
@@ -220,7 +227,7 @@ def open_secure_fileset(root: Path, out: Path, *, key, cert, password, trust, al
     must be a Secure DICOM File referenced by the verified DICOMDIR;
     symlinks, special and unexpected files refuse the folder (see
     ``receive.open_secure_folder``).  The report names unverified files."""
-    from .receive import open_secure_folder
+    from dicompack.receiving.sources import open_secure_folder
     secure, unverified = open_secure_folder(root, out, key=key, cert=cert, password=password, trust=trust,
                                             allow_unsigned=allow_unsigned)
     return secure | {"unverified": unverified}
@@ -326,7 +333,7 @@ class SecureSizer:
     SIGNATURE_SLACK = 32
 
     def __init__(self, recipients: list, signer, aead: bool, legacy: bool):
-        from .container.cms import write_secure_package
+        from dicompack.container.cms import write_secure_package
         sink = _Counter()
         write_secure_package(io.BytesIO(b""), sink, recipients=recipients, signer=signer, aead=aead,
                              legacy=legacy, chunk_size=CMS_CHUNK)
