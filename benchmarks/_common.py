@@ -4,6 +4,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+# The synthetic-data generator lives with the tests (tests/support/synthetic.py),
+# not in the installed package.  `python benchmarks/x.py` puts only benchmarks/
+# on sys.path, so every script imports this module first, which makes the
+# repository root importable for `from tests.support import synthetic`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Linux keeps a process's peak RSS across exec, so a child forked from a big
 # parent reports the parent's size; a tiny trampoline forks the real command

@@ -20,16 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import dicompack_cmd, run_measured, table
+import pydicom
+from _common import dicompack_cmd, run_measured, table  # also puts the repo root on sys.path
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 MARK = b"PHIMARK"
 
 
 def make_corpus(root: Path, n: int) -> None:
     synthetic.make_conformant_tree(root, n, rows=64, columns=64)
-    import pydicom
     for p in sorted(p for p in root.rglob("*") if p.is_file()):
         ds = pydicom.dcmread(p)
         ds.OtherPatientIDs = "PHIMARK-OTHER"
@@ -45,7 +45,6 @@ def leaks(folder: Path) -> int:
 def differences(src: Path, ours: Path, theirs: Path) -> list[tuple[str, str, str]]:
     """Attribute by attribute, where the two tools treat the first instance
     differently: (attribute, dicompack, dicognito)."""
-    import pydicom
     original = pydicom.dcmread(sorted(p for p in src.rglob("*") if p.is_file())[0], stop_before_pixels=True)
     uid = str(original.SOPInstanceUID)
 
@@ -53,20 +52,26 @@ def differences(src: Path, ours: Path, theirs: Path) -> list[tuple[str, str, str
         for p in folder.rglob("*"):
             if p.is_file() and p.name != "DICOMDIR":
                 ds = pydicom.dcmread(p, stop_before_pixels=True)
-                if uid in (str(ds.get("SOPInstanceUID")),) or ds.get("InstanceNumber") == original.get("InstanceNumber") \
-                        and ds.get("SeriesNumber") == original.get("SeriesNumber"):
+                same_slot = (ds.get("InstanceNumber") == original.get("InstanceNumber")
+                             and ds.get("SeriesNumber") == original.get("SeriesNumber"))
+                if str(ds.get("SOPInstanceUID")) == uid or same_slot:
                     return ds
         return None
+
+    def fate(elem, ds) -> str:
+        if elem.tag not in ds:
+            return "removed"
+        if ds[elem.tag].value == elem.value:
+            return "kept"
+        return "emptied" if ds[elem.tag].value in ("", None, []) else "replaced"
 
     a, b = find(ours), find(theirs)
     rows = []
     for elem in original:
         if elem.tag.group == 0x7FE0:
             continue
-        fate = lambda ds: ("removed" if elem.tag not in ds else "kept" if ds[elem.tag].value == elem.value
-                           else "emptied" if ds[elem.tag].value in ("", None, []) else "replaced")
-        if a is not None and b is not None and fate(a) != fate(b):
-            rows.append((elem.keyword or str(elem.tag), fate(a), fate(b)))
+        if a is not None and b is not None and fate(elem, a) != fate(elem, b):
+            rows.append((elem.keyword or str(elem.tag), fate(elem, a), fate(elem, b)))
     return rows
 
 
@@ -99,7 +104,8 @@ def main() -> None:
         key = work / "key"
         key.write_bytes(b"benchmark-key-0123456789abcdef")
         outputs = {"dicognito": work / "dicognito", "dicompack": work / "ours"}
-        commands = {"dicognito": [sys.executable, "-m", "dicognito", str(src), "--output-dir", str(outputs["dicognito"])],
+        commands = {"dicognito": [sys.executable, "-m", "dicognito", str(src),
+                                  "--output-dir", str(outputs["dicognito"])],
                     "dicompack": dicompack_cmd("pack", str(src), "-o", str(outputs["dicompack"]), "--deidentify",
                                                "--deid-key-file", str(key), "-q")}
         runs = rounds(commands, outputs, src, args.rounds)

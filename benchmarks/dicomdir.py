@@ -11,9 +11,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from _common import dicompack_cmd, run_measured, table
+from _common import dicompack_cmd, run_measured, table  # also puts the repo root on sys.path
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 
 def bench(n: int, work: Path) -> list[tuple]:

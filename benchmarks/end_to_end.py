@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import dicompack_cmd, run_measured, table
+from _common import dicompack_cmd, run_measured, table  # also puts the repo root on sys.path
 from cms import KEYGEN
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
@@ -46,8 +46,8 @@ def pipeline(src: Path, work: Path) -> float:
         dest = tree / f"SE{n // 1000:06d}" / f"IM{n:06d}"
         dest.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["gdcmconv", "--j2k", str(p), str(dest)], check=True, **QUIET)
-    subprocess.run(["dcmmkdir", "-Pd2", "--recurse", "--invent", "+id", str(tree), "--output-file", str(tree / "DICOMDIR")],
-                   check=True, **QUIET)
+    subprocess.run(["dcmmkdir", "-Pd2", "--recurse", "--invent", "+id", str(tree),
+                    "--output-file", str(tree / "DICOMDIR")], check=True, **QUIET)
     subprocess.run(["zip", "-q", "-0", "-r", str(work / "ref.zip"), "."], cwd=tree, check=True)
     subprocess.run(f"cd {work} && openssl cms -sign -stream -binary -nodetach -outform DER -signer signer.pem "
                    f"-inkey signer.key -in ref.zip | openssl cms -encrypt -stream -binary -aes256 -inform DER "

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import dicompack_cmd, run_measured, table
+from _common import dicompack_cmd, run_measured, table  # also puts the repo root on sys.path
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
@@ -44,7 +44,8 @@ def main() -> None:
                      f"{ours_rss:.0f}", f"{ref_s / ours_s:.2f}"))
         unz_s, unz_rss = run_measured(["unzip", "-q", str(work / "ours.zip"), "-d", str(work / "u1")], **QUIET)
         rows.append(("unpack", "unzip", f"{unz_s:.2f}", f"{args.n / unz_s:.0f}", f"{unz_rss:.0f}", "1.00"))
-        up_s, up_rss = run_measured(dicompack_cmd("unpack", str(work / "ours.zip"), "-o", str(work / "u2"), "-q"), **QUIET)
+        up_s, up_rss = run_measured(dicompack_cmd("unpack", str(work / "ours.zip"), "-o", str(work / "u2"), "-q"),
+                                    **QUIET)
         rows.append(("unpack", "dicompack unpack (verify+restore)", f"{up_s:.2f}", f"{args.n / up_s:.0f}",
                      f"{up_rss:.0f}", f"{unz_s / up_s:.2f}"))
         print(f"{args.n} instances, {mb:.0f} MB")

@@ -6,51 +6,85 @@ The public API (the CLI is a thin shell over exactly these calls)::
     import dicompack
     report = dicompack.pack(["incoming/"], "out.zip", dicompack.PackOptions(fileset_id="X"))
     dicompack.verify("out.zip").ok
+
+Everything a caller needs is importable from here: the functions, their
+option classes and the types those take, the reports, the closed sets and
+the exceptions (each with its own exit code).
 """
 from dicompack._version import __version__
 from dicompack.api import (
-                           PackOptions,
-                           ReceiveOptions,
-                           build_dicomdir,
-                           check,
-                           list_fileset,
-                           pack,
-                           reidentify,
-                           unpack,
-                           verify,
+    build_dicomdir,
+    check,
+    list_fileset,
+    pack,
+    reidentify,
+    unpack,
+    verify,
 )
+from dicompack.container.zip import ZipLimits
+from dicompack.enums import OutputFormat, PackageKind, ScanStatus, Severity, ZipMethod
 from dicompack.errors import (
-                           CompressionError,
-                           DecryptionError,
-                           DeidentificationError,
-                           DicompackError,
-                           DuplicateInstanceError,
-                           InvalidInputError,
-                           KeyMaterialError,
-                           OperationCancelledError,
-                           OutputExistsError,
-                           PackageInvalidError,
-                           SignatureInvalidError,
-                           SignerUntrustedError,
-                           StorageError,
-                           UnsafeArchiveError,
-                           UnsignedPackageError,
-                           UsageError,
+    CompressionError,
+    DecryptionError,
+    DeidentificationError,
+    DicompackError,
+    DuplicateInstanceError,
+    InvalidInputError,
+    KeyMaterialError,
+    OperationCancelledError,
+    OutputExistsError,
+    PackageInvalidError,
+    SignatureInvalidError,
+    SignerUntrustedError,
+    StorageError,
+    UnsafeArchiveError,
+    UnsignedPackageError,
+    UsageError,
 )
+from dicompack.options import PackOptions, ReceiveOptions
 from dicompack.report import (
-                           CheckReport,
-                           DicomdirReport,
-                           ListReport,
-                           PackReport,
-                           ProgressEvent,
-                           UnpackReport,
-                           VerifyReport,
+    CheckReport,
+    DicomdirReport,
+    ListReport,
+    PackReport,
+    ProgressEvent,
+    UnpackReport,
+    VerifyReport,
 )
 
-__all__ = ["pack", "verify", "unpack", "check", "reidentify", "list_fileset", "build_dicomdir", "PackOptions",
-           "ReceiveOptions", "ProgressEvent", "PackReport", "VerifyReport", "UnpackReport",
-           "CheckReport", "ListReport", "DicomdirReport", "DicompackError", "UsageError",
-           "OutputExistsError", "InvalidInputError", "DuplicateInstanceError", "PackageInvalidError",
-           "UnsafeArchiveError", "DecryptionError", "SignatureInvalidError", "SignerUntrustedError",
-           "UnsignedPackageError", "DeidentificationError", "CompressionError", "KeyMaterialError",
-           "StorageError", "OperationCancelledError"]
+# Exported on first use (PEP 562): importing them here would load
+# cryptography, numpy, pydicom and openjpeg into every `import dicompack`
+# and every CLI start, which a plain verify or unpack never needs.
+_LAZY = {
+    "J2KOptions": "dicompack.codecs.j2k",
+    "J2KMode": "dicompack.codecs.j2k",
+    "DeidOptions": "dicompack.deid",
+    "CertRecipient": "dicompack.container.cms",
+    "PasswordRecipient": "dicompack.container.cms",
+    "Signer": "dicompack.container.cms",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib  # (PEP 562 lazy export, see _LAZY)
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dicompack' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__",
+    # functions
+    "pack", "verify", "unpack", "check", "reidentify", "list_fileset", "build_dicomdir",
+    # options and the types they take
+    "PackOptions", "ReceiveOptions", "CertRecipient", "PasswordRecipient", "Signer", "J2KOptions", "J2KMode",
+    "DeidOptions", "ZipLimits", "OutputFormat", "ZipMethod",
+    # reports
+    "ProgressEvent", "PackReport", "VerifyReport", "UnpackReport", "CheckReport", "ListReport",
+    "DicomdirReport", "PackageKind", "ScanStatus", "Severity",
+    # exceptions
+    "DicompackError", "UsageError", "OutputExistsError", "InvalidInputError", "DuplicateInstanceError",
+    "PackageInvalidError", "UnsafeArchiveError", "DecryptionError", "SignatureInvalidError",
+    "SignerUntrustedError", "UnsignedPackageError", "DeidentificationError", "CompressionError",
+    "KeyMaterialError", "StorageError", "OperationCancelledError",
+]

@@ -13,6 +13,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from dicompack._version import __version__
+from dicompack.standard import EXPLICIT_VR_BIG_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
+
 # VRs with a 4-byte length field in explicit VR (PS3.5 Table 7.1-1).
 LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV",
                       b"UC", b"UN", b"UR", b"UT", b"UV"})
@@ -25,12 +28,6 @@ ITEM = 0xFFFEE000
 ITEM_END = 0xFFFEE00D
 SEQ_END = 0xFFFEE0DD
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
-
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-NATIVE_SYNTAXES = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE})
 
 
 class StructureError(ValueError):
@@ -64,9 +61,9 @@ class Encoding:
 
     @classmethod
     def for_syntax(cls, ts_uid: str) -> Encoding:
-        if ts_uid == IMPLICIT_LE:
+        if ts_uid == IMPLICIT_VR_LITTLE_ENDIAN:
             return cls(False, True)
-        if ts_uid == EXPLICIT_BE:
+        if ts_uid == EXPLICIT_VR_BIG_ENDIAN:
             return cls(True, False)
         # Every other syntax (deflated is inflated first; encapsulated ones)
         # encodes the data set in Explicit VR Little Endian.
@@ -311,6 +308,11 @@ def encode_element(tag: int, vr: bytes, value: bytes, *, undefined: bool = False
     return head + struct.pack("<H", len(value)) + value
 
 
+def encode_item(body: bytes) -> bytes:
+    """A sequence item of defined length holding ``body``."""
+    return struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+
+
 def encode_ul(tag: int, number: int) -> bytes:
     return encode_element(tag, b"UL", struct.pack("<I", number))
 
@@ -322,3 +324,23 @@ def encode_us(tag: int, number: int) -> bytes:
 def decode_text(raw: bytes) -> str:
     """Strip padding from a text value read as bytes (ASCII-safe fields)."""
     return raw.rstrip(b"\x00 ").lstrip(b" ").decode("latin-1")
+
+
+# ---------------------------------------------------------------- File Meta
+
+# A UUID-derived UID (PS3.5 B.2), fixed for this implementation.
+IMPLEMENTATION_CLASS_UID = "2.25.192075148665916019980262044239060793664"
+IMPLEMENTATION_VERSION = ("DICOMPACK_" + __version__.replace(".", ""))[:16]
+
+
+def encode_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, 'DICM' and File Meta Information (PS3.10 7.1)."""
+    body = b"".join([
+        encode_element(0x00020001, b"OB", b"\x00\x01"),
+        encode_element(0x00020002, b"UI", sop_class.encode()),
+        encode_element(0x00020003, b"UI", sop_instance.encode()),
+        encode_element(0x00020010, b"UI", transfer_syntax.encode()),
+        encode_element(0x00020012, b"UI", IMPLEMENTATION_CLASS_UID.encode()),
+        encode_element(0x00020013, b"SH", IMPLEMENTATION_VERSION.encode()),
+    ])
+    return b"\x00" * 128 + b"DICM" + encode_ul(0x00020000, len(body)) + body

@@ -5,8 +5,22 @@ its own process exit code (documented in README.md) so that scripts can tell
 "wrong password" from "tampered package" without parsing text.  ``where`` names
 the file, ZIP entry or package region concerned, and ``str(err)`` is the
 one-line message the CLI prints.
+
+The rule for everything else: internal errors are wrapped once, at module
+boundaries.  A module's own exception (``codecs.opj.EncodeError``) or a
+library's (pydicom, cryptography, the codecs) becomes the matching
+DicompackError where it leaves the module that knows what it means
+(``codecs.j2k``, a ``transform`` stage), with ``raise ... from None`` and a
+message for the user; an error that is already a DicompackError passes
+through unchanged.  A raised error is never modified afterwards: ``at`` and
+``located`` give a copy naming another place.
 """
 from __future__ import annotations
+
+import copy
+from typing import TypeVar
+
+_E = TypeVar("_E", bound="DicompackError")
 
 
 class DicompackError(Exception):
@@ -26,6 +40,18 @@ class DicompackError(Exception):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
+
+    def at(self: _E, where: str | None) -> _E:
+        """A copy of this error naming ``where`` (same class, message and
+        details): an error already raised, and maybe held elsewhere (a
+        worker's outcome, a report), is never changed."""
+        moved = copy.copy(self)
+        moved.where = where
+        return moved
+
+    def located(self: _E, where: str) -> _E:
+        """This error, or a copy naming ``where`` when it names no place of its own."""
+        return self if self.where else self.at(where)
 
     def to_dict(self) -> dict:
         return {"error": type(self).__name__, "where": self.where,

@@ -5,6 +5,7 @@ key material or passwords (only the path and a generic reason).
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Union
 
@@ -57,7 +58,7 @@ def load_certificate(path) -> x509.Certificate:
     return load_certificates(path)[0]
 
 
-def _check_key_type(key, where: str):
+def _check_key_type(key, where: str | None):
     if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise KeyMaterialError("unsupported key type (RSA or EC keys only)", where=where)
     return key
@@ -212,7 +213,6 @@ def _key_usage(cert: x509.Certificate, where: str | None, role: str):
 
 
 def _check_validity(cert: x509.Certificate, where: str | None, role: str) -> None:
-    import datetime as dt
     now = dt.datetime.now(dt.timezone.utc)
     if now > cert.not_valid_after_utc:
         raise KeyMaterialError(f"{role} certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}",

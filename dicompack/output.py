@@ -11,6 +11,7 @@ import signal
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def temp_prefix(name: str) -> str:
 
 def sweep_stale(parent: Path) -> list[str]:
     """Remove temporaries in ``parent`` left by runs that no longer exist."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(parent)
     except OSError:
@@ -124,7 +125,7 @@ def _sweep_marked(where: Path) -> list[str]:
     """Remove the folders that markers of dead runs of ours name — only if
     the folder still carries our mark and that very PID in its name, is ours
     and is a real folder (a marker cannot be turned against anything else)."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(where)
     except OSError:
@@ -268,7 +269,7 @@ def _replace(tmp: Path, dest: Path) -> None:
 # Called the moment an output is renamed into place.  Only a program that
 # owns its process sets it (the CLI: a signal after this point must not
 # report the run as cancelled); the library itself never does.
-on_commit = None
+on_commit: Callable[[], None] | None = None
 
 
 def _commit(rename, *args) -> None:

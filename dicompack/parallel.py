@@ -1,20 +1,27 @@
 """One place that decides how worker processes are started and stopped."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
 
 # How long the pool's manager thread gets to notice its workers were stopped.
 STOP_GRACE_SECONDS = 5.0
 
 
-def _context():
+def _context() -> BaseContext:
     """'fork' is cheapest and safe while we are the only thread (the CLI);
     a multi-threaded parent (a web server calling the library) gets
     'forkserver', because forking it could deadlock on a held lock."""
@@ -30,7 +37,6 @@ def _die_with_parent() -> None:
     end of its own task queue, so the queue never reports end of file)."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
     pr_set_pdeathsig = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -51,7 +57,7 @@ def _warnings_silenced() -> bool:
     return False
 
 
-def _worker_setup(initializer, initargs: tuple, silence_warnings: bool) -> None:
+def _worker_setup(initializer: Callable[..., object] | None, initargs: tuple[Any, ...], silence_warnings: bool) -> None:
     """Runs first in every worker.  Workers never decide to stop on their
     own: Ctrl-C and ``timeout``/systemd's SIGTERM reach the whole process
     group, and a worker that died first would surface in the parent as a
@@ -68,7 +74,8 @@ def _worker_setup(initializer, initargs: tuple, silence_warnings: bool) -> None:
         initializer(*initargs)
 
 
-def process_pool(jobs: int | None = None, *, initializer=None, initargs: tuple = ()) -> ProcessPoolExecutor:
+def process_pool(jobs: int | None = None, *, initializer: Callable[..., object] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
     """A process pool that is safe to create from any thread.  Prefer
     ``worker_pool``, which also stops the workers when the caller fails."""
     return ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1, mp_context=_context(),
@@ -77,7 +84,8 @@ def process_pool(jobs: int | None = None, *, initializer=None, initargs: tuple =
 
 
 @contextmanager
-def worker_pool(jobs: int | None = None, *, initializer=None, initargs: tuple = ()):
+def worker_pool(jobs: int | None = None, *, initializer: Callable[..., object] | None = None,
+                initargs: tuple[Any, ...] = ()) -> Iterator[ProcessPoolExecutor]:
     """``process_pool`` for a ``with`` block: on success the workers finish
     and exit; on any exception (an error, Ctrl-C, SIGTERM turned into an
     exception by the CLI) they are stopped at once, before the caller's own
@@ -113,6 +121,6 @@ def stop(pool: ProcessPoolExecutor) -> None:
         manager.join(STOP_GRACE_SECONDS)
 
 
-def shared_counter():
+def shared_counter() -> Synchronized[int]:
     """An integer the workers of a pool (given as an initializer argument) can add to."""
     return _context().Value("q", 0)

@@ -6,8 +6,10 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Optional
 
+from dicompack.enums import PackageKind, Severity
 from dicompack.errors import OperationCancelledError
 
 STAGES = ("scan", "deidentify", "compress", "copy", "dicomdir", "zip", "sign",
@@ -41,7 +43,10 @@ class Progress:
             raise OperationCancelledError(f"cancelled by the caller during {stage}")
 
 
+@dataclass
 class Report:
+    """Base of the report dataclasses (a dataclass without fields itself)."""
+
     def to_dict(self) -> dict:
         d = _plain(dataclasses.asdict(self))
         if hasattr(self, "findings"):
@@ -62,7 +67,29 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        # dataclasses.asdict keeps enum members; JSON reports hold their plain values.
+        return value.value
     return value
+
+
+@dataclass
+class Finding:
+    """One problem found by a check (DICOMDIR, File-set, ZIP, package):
+    only findings of severity 'error' make a report not ok."""
+    severity: Severity
+    where: str
+    what: str
+
+    def __post_init__(self) -> None:
+        # Callers may still pass the plain string ("error"): one closed set either way.
+        self.severity = Severity(self.severity)
+
+    def to_dict(self) -> dict:
+        return {"severity": self.severity.value, "where": self.where, "what": self.what}
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.where}: {self.what}"
 
 
 @dataclass
@@ -126,7 +153,7 @@ class DicomdirReport(Report):
 @dataclass
 class VerifyReport(Report):
     path: str
-    kind: str                         # 'zip' | 'secure' | 'fileset'
+    kind: PackageKind                 # 'zip' | 'secure' | 'fileset' | 'secure-fileset'
     entries: int = 0
     fileset_id: str = ""
     records: int = 0
@@ -135,6 +162,10 @@ class VerifyReport(Report):
     volume: dict = field(default_factory=dict)
     secure: dict = field(default_factory=dict)   # signer, algorithms, recipient used
     findings: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Callers may pass the plain string ("zip"): one closed set either way.
+        self.kind = PackageKind(self.kind)
 
 
 @dataclass

@@ -11,7 +11,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from dicompack.synthetic import make_example_corpus
+# The generator lives with the tests (tests/support/synthetic.py), not in the
+# installed package; `python examples/make_examples.py` puts only examples/ on
+# sys.path, so make the repository root importable first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.synthetic import make_example_corpus  # noqa: E402  (needs the path above)
 
 
 def main(argv: list[str] | None = None) -> int:

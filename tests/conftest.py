@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 
 def require_tool(name: str) -> str:
@@ -57,3 +57,15 @@ def packed_example(example_corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("packed") / "fileset"
     run_cli("pack", src, "-o", out, "--fileset-id", "EXAMPLE", "-q", check=True)
     return out
+
+
+# Suites marked by the folder they live in: `-m "not interop"` and the
+# like select them without a decorator in every module.
+_FOLDER_MARKS = {"interop", "robustness", "security", "realworld"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
+        if folder in _FOLDER_MARKS:
+            item.add_marker(folder)

@@ -249,8 +249,12 @@ def test_no_spool_left_behind(pki, package, tmp_path):
     (tmp_path / "t").mkdir()
     proc = subprocess.run([sys.executable, "-m", "dicompack.cli", "unpack", str(tmp_path / "bad.p7m"), "-o",
                            str(tmp_path / "o"), *map(str, _recip_args(pki))], env=env, capture_output=True)
+    # The CLI ran up to the digest check: a SignatureInvalidError (exit 7)
+    # as one line naming the integrity failure, nothing on stdout.
     assert proc.returncode == 7, proc.stderr
-    assert proc.stderr.startswith(b"dicompack: ") and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(b"dicompack: encrypted content: "), proc.stderr
+    assert b"failed its integrity check" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stdout == b""
     assert list((tmp_path / "t").iterdir()) == [] and not (tmp_path / "o").exists()
 
 
@@ -309,7 +313,8 @@ def test_per_file_secure_dicom_files(pki, example_corpus, tmp_path):
     one = next(out.rglob("IM000001"))
     inner = _openssl("cms", "-decrypt", "-inform", "DER", "-in", one, "-recip", pki / "recip.pem",
                      "-inkey", pki / "recip.key", "-binary")
-    assert _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner)[128:132] == b"DICM"
+    verified = _openssl("cms", "-verify", "-inform", "DER", "-binary", "-CAfile", pki / "ca.pem", input=inner)
+    assert verified[128:132] == b"DICM"
     proc = run_cli("verify", out, *_recip_args(pki), "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "secure-fileset"
     restored = tmp_path / "restored"

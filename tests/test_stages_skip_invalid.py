@@ -9,15 +9,21 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
-from dicompack import synthetic
+from dicompack.dcmio import encode_meta
+from dicompack.deid import Deidentifier, DeidOptions
 from tests.conftest import require_tool, run_cli
+from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.779"
@@ -158,7 +164,6 @@ def test_exit_code_is_the_class_of_the_earliest_failing_stage(src, tmp_path, arg
 def _meta_says_explicit(folder: Path) -> Path:
     """File Meta says Explicit VR Little Endian, the data set is implicit VR
     (as some writers do): our scan notes it; pydicom warns on every read."""
-    from dicompack.fileset.dicomdir import encode_meta
     ds = _instance(7)
     data = encode_meta(ds.SOPClassUID, ds.SOPInstanceUID, "1.2.840.10008.1.2.1")
     path = folder / "meta_explicit.dcm"
@@ -229,7 +234,6 @@ def test_deidentify_adds_no_dciodvfy_error_to_a_real_ct(src, tmp_path):
     a Referenced Performed Procedure Step Sequence (X/Z/D) and a Referenced
     Study Sequence (X/Z), both Type 3 in General Series/Study, which an empty
     sequence breaks; and an overlay whose Overlay Data the table removes."""
-    from pydicom.data import get_testdata_file
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     ref = Dataset()
     ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"
@@ -261,7 +265,6 @@ def test_deidentify_adds_no_dciodvfy_error_to_a_real_ct(src, tmp_path):
 def test_deidentify_keeps_sr_content_conformant_and_free_of_the_text(src, tmp_path):
     """Content Sequence (D) stays non-empty (Type 1C), its items de-identified;
     an unlisted Text Value (Type 1C in a TEXT item) gets a dummy, not removal."""
-    from pydicom.data import get_testdata_file
     source = src / "sr.dcm"
     ds = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
     ds.save_as(source, enforce_file_format=True)
@@ -283,10 +286,6 @@ def _walk(ds: Dataset):
 def test_deid_engine_removes_item_tags_standing_among_elements():
     """Encoding debris (an item tag at data set level, as fo-dicom's GH364
     has) cannot be written back; de-identification removes it (X)."""
-    from pydicom.dataelem import RawDataElement
-    from pydicom.tag import Tag
-
-    from dicompack.deid import Deidentifier, DeidOptions
     ds = _instance(8)
     ds[0xFFFEE000] = RawDataElement(Tag(0xFFFEE000), None, 8, b"\x18\x00\x12\x60\x01\x00\x00\x00", 0, False, True)
     Deidentifier(DeidOptions(key=b"k" * 20, burned_in="keep")).apply(ds, where="x")
@@ -297,7 +296,6 @@ def test_deid_engine_removes_item_tags_standing_among_elements():
 
 @pytest.mark.parametrize("command", [["ls"], ["check"], ["verify"], ["unpack", "-o", "OUT"]])
 def test_zip_without_dicomdir_is_named_with_a_hint_and_no_temporary_path(tmp_path, command):
-    import zipfile
     package = tmp_path / "foreign.zip"
     with zipfile.ZipFile(package, "w") as z:
         z.writestr("IM1.dcm", synthetic.encode_file(_instance(9)))

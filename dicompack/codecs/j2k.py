@@ -20,48 +20,65 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
+import openjpeg
+from pydicom.pixels import get_decoder, iter_pixels
 
+from dicompack import standard
+from dicompack.codecs import opj
+from dicompack.enums import StrEnum
 from dicompack.errors import CompressionError, UsageError
 
-LOSSLESS_TS = "1.2.840.10008.1.2.4.90"
-LOSSY_TS = "1.2.840.10008.1.2.4.91"
-NATIVE = {"1.2.840.10008.1.2": ("<", False), "1.2.840.10008.1.2.1": ("<", True),
-          "1.2.840.10008.1.2.2": (">", True)}
+LOSSLESS_TS = standard.JPEG_2000_LOSSLESS
+LOSSY_TS = standard.JPEG_2000
+# Native syntaxes: (byte order for struct/numpy, explicit VR?).
+NATIVE = {standard.IMPLICIT_VR_LITTLE_ENDIAN: ("<", False), standard.EXPLICIT_VR_LITTLE_ENDIAN: ("<", True),
+          standard.EXPLICIT_VR_BIG_ENDIAN: (">", True)}
 # Lossless encapsulated syntaxes --transcode re-encodes (decoded frame by frame).
-LOSSLESS_SOURCES = {"1.2.840.10008.1.2.5": "RLE Lossless", "1.2.840.10008.1.2.4.57": "JPEG Lossless",
-                    "1.2.840.10008.1.2.4.70": "JPEG Lossless SV1", "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless"}
+LOSSLESS_SOURCES = {standard.RLE_LOSSLESS: "RLE Lossless", standard.JPEG_LOSSLESS: "JPEG Lossless",
+                    standard.JPEG_LOSSLESS_SV1: "JPEG Lossless SV1", standard.JPEG_LS_LOSSLESS: "JPEG-LS Lossless"}
 _OPENJPEG_COLOUR = {"RGB": 1, "YBR_FULL": 3, "MONOCHROME1": 2, "MONOCHROME2": 2, "PALETTE COLOR": 2}
+
+
+class J2KMode(StrEnum):
+    """What ``--j2k`` asks for: the value says how far a lossy mode may go."""
+    LOSSLESS = "lossless"     # reversible 5/3 wavelet, verified by decoding
+    RATIO = "ratio"           # irreversible 9/7 at a compression ratio
+    PSNR = "psnr"             # irreversible 9/7 down to a PSNR (dB)
 
 
 @dataclass(frozen=True)
 class J2KOptions:
-    mode: str                      # 'lossless' | 'ratio' | 'psnr'
-    value: float | None = None
+    mode: J2KMode                  # a plain string ('lossless', 'ratio', 'psnr') is accepted and converted
+    value: float | None = None     # the ratio or the PSNR; None for lossless
     verify: bool = True
     transcode: bool = False
     force: bool = False
 
+    def __post_init__(self) -> None:
+        # frozen: the conversion goes through object.__setattr__, as dataclasses do
+        object.__setattr__(self, "mode", J2KMode(self.mode))
+
     @property
     def lossy(self) -> bool:
-        return self.mode != "lossless"
+        return self.mode != J2KMode.LOSSLESS
 
 
 def parse_j2k_option(text: str) -> J2KOptions:
     """'lossless' | 'ratio:N' | 'psnr:DB'."""
-    if text == "lossless":
-        return J2KOptions("lossless")
+    if text == J2KMode.LOSSLESS:
+        return J2KOptions(J2KMode.LOSSLESS)
     kind, _, number = text.partition(":")
     try:
         value = float(number)
     except ValueError:
         value = -1.0
-    if kind == "ratio" and value > 1:
-        return J2KOptions("ratio", value)
-    if kind == "psnr" and value > 0:
-        return J2KOptions("psnr", value)
+    if kind == J2KMode.RATIO and value > 1:
+        return J2KOptions(J2KMode.RATIO, value)
+    if kind == J2KMode.PSNR and value > 0:
+        return J2KOptions(J2KMode.PSNR, value)
     raise UsageError(f"--j2k takes lossless, ratio:N (N > 1) or psnr:DB, not {text!r}")
 
 
@@ -125,7 +142,6 @@ def pixel_element_skip_reason(src: BinaryIO, pixel_offset: int, source_ts: str) 
 
 
 def _decoder_available(ts: str) -> bool:
-    from pydicom.pixels import get_decoder
     try:
         return get_decoder(ts).is_available
     except (NotImplementedError, ValueError):
@@ -135,7 +151,6 @@ def _decoder_available(ts: str) -> bool:
 def _compressed_frames(src: BinaryIO, header, where: str):
     """Frames of a lossless-compressed source, decoded one at a time, with
     stored values (no colour conversion), masked to Bits Stored."""
-    from pydicom.pixels import iter_pixels
     src.seek(0)
     signed = int(header.get("PixelRepresentation", 0)) == 1
     bits_stored = int(header.get("BitsStored", header.BitsAllocated))
@@ -205,15 +220,13 @@ def _mask(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
 def _encode(frame: np.ndarray, header, options: J2KOptions) -> bytes:
     """Through openjpeg's C API with arithmetic coding bypass (see opj.py);
     pylibjpeg-openjpeg's encoder where that API cannot be used."""
-    from dicompack.codecs import opj
     photometric = str(header.PhotometricInterpretation)
     bits_stored = int(header.get("BitsStored", header.BitsAllocated))
-    ratio = options.value if options.mode == "ratio" else None
-    psnr = options.value if options.mode == "psnr" else None
+    ratio = options.value if options.mode == J2KMode.RATIO else None
+    psnr = options.value if options.mode == J2KMode.PSNR else None
     if opj.available():
         return opj.encode(frame, bits_stored=bits_stored, mct=photometric == "RGB", ratio=ratio, psnr=psnr)
-    from openjpeg import encode
-    return encode(frame, bits_stored=bits_stored, photometric_interpretation=_OPENJPEG_COLOUR[photometric],
+    return openjpeg.encode(frame, bits_stored=bits_stored, photometric_interpretation=_OPENJPEG_COLOUR[photometric],
                   use_mct=photometric == "RGB", compression_ratios=[ratio] if ratio else None,
                   signal_noise_ratios=[psnr] if psnr else None)
 
@@ -224,7 +237,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, bits_stored: int) -> float:
 
 
 def encode_pixel_data(src: BinaryIO, pixel_offset: int, header, source_ts: str, options: J2KOptions,
-                      out: BinaryIO, *, where: str, on_frame: Callable[[int], None] | None = None) -> J2KResult:
+                      out: IO[bytes], *, where: str, on_frame: Callable[[int], None] | None = None) -> J2KResult:
     """Write the encapsulated Pixel Data element (Explicit VR LE) to ``out``
     (seekable: the Basic Offset Table is patched at the end) and update
     ``header``'s image attributes.  Raises CompressionError on any problem."""
@@ -277,25 +290,33 @@ def _encode_frame(frame: np.ndarray, header, options: J2KOptions, bits_stored: i
     """Encode one frame and check it: lossless must decode to the same
     values; a PSNR request must be met (the encoder's own PSNR target is
     approximate, so it is raised by 1 dB at a time, up to 4 times)."""
-    from openjpeg import decode
     attempt = options
     for _ in range(5):
         try:
             codestream = _encode(frame, header, attempt)
-        except Exception as exc:   # the encoder reports failures as various types
+        except opj.EncodeError as exc:   # our encoder's own error: wrapped here, at the codec boundary
+            raise CompressionError(f"JPEG 2000 encoding failed: {exc}", where=where) from None
+        except Exception as exc:   # pylibjpeg-openjpeg's encoder reports failures as various types
             raise CompressionError(f"JPEG 2000 encoding failed: {exc}", where=where) from None
         if not (options.verify or options.lossy):
             return codestream, math.inf
-        decoded = decode(codestream).reshape(frame.shape)
+        decoded = openjpeg.decode(codestream).reshape(frame.shape)
         if not options.lossy:
             if not np.array_equal(decoded, frame):
                 raise CompressionError("lossless round trip differs from the source", where=where)
             return codestream, math.inf
         psnr = _psnr(frame, decoded, bits_stored)
-        if options.mode != "psnr" or psnr >= options.value:
+        if options.mode != J2KMode.PSNR or psnr >= _target(options):
             return codestream, psnr
-        attempt = J2KOptions("psnr", attempt.value + 1.0)
+        attempt = J2KOptions(J2KMode.PSNR, _target(attempt) + 1.0)
     raise CompressionError(f"could not reach PSNR {options.value} dB (got {psnr:.1f})", where=where)
+
+
+def _target(options: J2KOptions) -> float:
+    """The number a lossy mode goes by (``parse_j2k_option`` always sets one)."""
+    if options.value is None:
+        raise CompressionError(f"--j2k {options.mode} needs a value")
+    return options.value
 
 
 def _update_header(header, options: J2KOptions, frames: int, source_bytes: int, encoded: int,

@@ -21,8 +21,10 @@ import glob
 import math
 import os
 from functools import lru_cache
+from typing import Any, ClassVar
 
 import numpy as np
+import openjpeg
 
 CBLK_BYPASS = 0x01                 # J2K_CCP_CBLKSTY_LAZY
 _CODEC_J2K = 0                     # OPJ_CODEC_J2K: a raw codestream, as DICOM encapsulates it
@@ -30,55 +32,60 @@ _CLRSPC_GRAY, _CLRSPC_SRGB = 2, 1
 _DEFAULT_RESOLUTIONS = 6           # openjpeg's default (5 wavelet decompositions)
 _PATH_LEN, _MAXRLVLS, _JPWL_SPECS = 4096, 33, 16
 _U32 = C.c_uint32
+_Field = tuple[str, Any]           # (name, ctypes type) as openjpeg.h declares the member
 
 
 class _Poc(C.Structure):
-    _fields_ = ([(n, _U32) for n in ("resno0", "compno0", "layno1", "resno1", "compno1", "layno0",
-                                     "precno0", "precno1")]
-                + [("prg1", C.c_int), ("prg", C.c_int), ("progorder", C.c_char * 5)]
-                + [(n, _U32) for n in ("tile", "tx0", "tx1", "ty0", "ty1", "layS", "resS", "compS", "prcS",
-                                       "layE", "resE", "compE", "prcE", "txS", "txE", "tyS", "tyE", "dx", "dy",
-                                       "lay_t", "res_t", "comp_t", "prc_t", "tx0_t", "ty0_t")])
+    _fields_: ClassVar[list[_Field]] = (
+        [(n, _U32) for n in ("resno0", "compno0", "layno1", "resno1", "compno1", "layno0",
+                             "precno0", "precno1")]
+        + [("prg1", C.c_int), ("prg", C.c_int), ("progorder", C.c_char * 5)]
+        + [(n, _U32) for n in ("tile", "tx0", "tx1", "ty0", "ty1", "layS", "resS", "compS", "prcS",
+                               "layE", "resE", "compE", "prcE", "txS", "txE", "tyS", "tyE", "dx", "dy",
+                               "lay_t", "res_t", "comp_t", "prc_t", "tx0_t", "ty0_t")])
 
 
 class _CParameters(C.Structure):
-    _fields_ = ([(n, C.c_int) for n in ("tile_size_on", "cp_tx0", "cp_ty0", "cp_tdx", "cp_tdy",
-                                        "cp_disto_alloc", "cp_fixed_alloc", "cp_fixed_quality")]
-                + [("cp_matrice", C.c_void_p), ("cp_comment", C.c_char_p), ("csty", C.c_int),
-                   ("prog_order", C.c_int), ("POC", _Poc * 32), ("numpocs", _U32), ("tcp_numlayers", C.c_int),
-                   ("tcp_rates", C.c_float * 100), ("tcp_distoratio", C.c_float * 100)]
-                + [(n, C.c_int) for n in ("numresolution", "cblockw_init", "cblockh_init", "mode",
-                                          "irreversible", "roi_compno", "roi_shift", "res_spec")]
-                + [("prcw_init", C.c_int * _MAXRLVLS), ("prch_init", C.c_int * _MAXRLVLS),
-                   ("infile", C.c_char * _PATH_LEN), ("outfile", C.c_char * _PATH_LEN), ("index_on", C.c_int),
-                   ("index", C.c_char * _PATH_LEN)]
-                + [(n, C.c_int) for n in ("image_offset_x0", "image_offset_y0", "subsampling_dx",
-                                          "subsampling_dy", "decod_format", "cod_format",
-                                          "jpwl_epc_on", "jpwl_hprot_MH")]
-                + [("jpwl_hprot_TPH_tileno", C.c_int * _JPWL_SPECS), ("jpwl_hprot_TPH", C.c_int * _JPWL_SPECS),
-                   ("jpwl_pprot_tileno", C.c_int * _JPWL_SPECS), ("jpwl_pprot_packno", C.c_int * _JPWL_SPECS),
-                   ("jpwl_pprot", C.c_int * _JPWL_SPECS), ("jpwl_sens_size", C.c_int),
-                   ("jpwl_sens_addr", C.c_int), ("jpwl_sens_range", C.c_int), ("jpwl_sens_MH", C.c_int),
-                   ("jpwl_sens_TPH_tileno", C.c_int * _JPWL_SPECS), ("jpwl_sens_TPH", C.c_int * _JPWL_SPECS),
-                   ("cp_cinema", C.c_int), ("max_comp_size", C.c_int), ("cp_rsiz", C.c_int),
-                   ("tp_on", C.c_char), ("tp_flag", C.c_char), ("tcp_mct", C.c_char), ("jpip_on", C.c_int),
-                   ("mct_data", C.c_void_p), ("max_cs_size", C.c_int), ("rsiz", C.c_uint16)])
+    _fields_: ClassVar[list[_Field]] = (
+        [(n, C.c_int) for n in ("tile_size_on", "cp_tx0", "cp_ty0", "cp_tdx", "cp_tdy",
+                                "cp_disto_alloc", "cp_fixed_alloc", "cp_fixed_quality")]
+        + [("cp_matrice", C.c_void_p), ("cp_comment", C.c_char_p), ("csty", C.c_int),
+           ("prog_order", C.c_int), ("POC", _Poc * 32), ("numpocs", _U32), ("tcp_numlayers", C.c_int),
+           ("tcp_rates", C.c_float * 100), ("tcp_distoratio", C.c_float * 100)]
+        + [(n, C.c_int) for n in ("numresolution", "cblockw_init", "cblockh_init", "mode",
+                                  "irreversible", "roi_compno", "roi_shift", "res_spec")]
+        + [("prcw_init", C.c_int * _MAXRLVLS), ("prch_init", C.c_int * _MAXRLVLS),
+           ("infile", C.c_char * _PATH_LEN), ("outfile", C.c_char * _PATH_LEN), ("index_on", C.c_int),
+           ("index", C.c_char * _PATH_LEN)]
+        + [(n, C.c_int) for n in ("image_offset_x0", "image_offset_y0", "subsampling_dx",
+                                  "subsampling_dy", "decod_format", "cod_format",
+                                  "jpwl_epc_on", "jpwl_hprot_MH")]
+        + [("jpwl_hprot_TPH_tileno", C.c_int * _JPWL_SPECS), ("jpwl_hprot_TPH", C.c_int * _JPWL_SPECS),
+           ("jpwl_pprot_tileno", C.c_int * _JPWL_SPECS), ("jpwl_pprot_packno", C.c_int * _JPWL_SPECS),
+           ("jpwl_pprot", C.c_int * _JPWL_SPECS), ("jpwl_sens_size", C.c_int),
+           ("jpwl_sens_addr", C.c_int), ("jpwl_sens_range", C.c_int), ("jpwl_sens_MH", C.c_int),
+           ("jpwl_sens_TPH_tileno", C.c_int * _JPWL_SPECS), ("jpwl_sens_TPH", C.c_int * _JPWL_SPECS),
+           ("cp_cinema", C.c_int), ("max_comp_size", C.c_int), ("cp_rsiz", C.c_int),
+           ("tp_on", C.c_char), ("tp_flag", C.c_char), ("tcp_mct", C.c_char), ("jpip_on", C.c_int),
+           ("mct_data", C.c_void_p), ("max_cs_size", C.c_int), ("rsiz", C.c_uint16)])
 
 
 class _ComponentParameters(C.Structure):
-    _fields_ = [(n, _U32) for n in ("dx", "dy", "w", "h", "x0", "y0", "prec", "bpp", "sgnd")]
+    _fields_: ClassVar[list[_Field]] = [(n, _U32) for n in ("dx", "dy", "w", "h", "x0", "y0", "prec", "bpp", "sgnd")]
 
 
 class _Component(C.Structure):
-    _fields_ = ([(n, _U32) for n in ("dx", "dy", "w", "h", "x0", "y0", "prec", "bpp", "sgnd",
-                                     "resno_decoded", "factor")]
-                + [("data", C.POINTER(C.c_int32)), ("alpha", C.c_uint16)])
+    _fields_: ClassVar[list[_Field]] = (
+        [(n, _U32) for n in ("dx", "dy", "w", "h", "x0", "y0", "prec", "bpp", "sgnd",
+                             "resno_decoded", "factor")]
+        + [("data", C.POINTER(C.c_int32)), ("alpha", C.c_uint16)])
 
 
 class _Image(C.Structure):
-    _fields_ = ([(n, _U32) for n in ("x0", "y0", "x1", "y1", "numcomps")]
-                + [("color_space", C.c_int), ("comps", C.POINTER(_Component)),
-                   ("icc_profile_buf", C.c_void_p), ("icc_profile_len", _U32)])
+    _fields_: ClassVar[list[_Field]] = (
+        [(n, _U32) for n in ("x0", "y0", "x1", "y1", "numcomps")]
+        + [("color_space", C.c_int), ("comps", C.POINTER(_Component)),
+           ("icc_profile_buf", C.c_void_p), ("icc_profile_len", _U32)])
 
 
 _WRITE = C.CFUNCTYPE(C.c_size_t, C.c_void_p, C.c_size_t, C.c_void_p)
@@ -88,11 +95,11 @@ _MESSAGE = C.CFUNCTYPE(None, C.c_char_p, C.c_void_p)
 
 
 class EncodeError(Exception):
-    """openjpeg refused the image or its parameters (the message is its own)."""
+    """openjpeg refused the image or its parameters (the message is its own).
+    Internal to the codecs: j2k wraps it into a CompressionError."""
 
 
 def _library_path() -> str | None:
-    import openjpeg
     found = glob.glob(os.path.join(os.path.dirname(os.path.dirname(openjpeg.__file__)), "_openjpeg*"))
     return found[0] if found else None
 
@@ -105,7 +112,7 @@ def _load():
         lib = C.CDLL(_library_path() or "")
         lib.opj_version.restype = C.c_char_p
         version = lib.opj_version().decode()
-    except (OSError, AttributeError, ImportError):
+    except (OSError, AttributeError):
         return None
     if not version.startswith("2.5."):
         return None

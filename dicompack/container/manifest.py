@@ -28,6 +28,7 @@ def parse_manifest(data: bytes, limits=None) -> dict:
     are bounded before parsing (json.loads turns 3 bytes of '[],' into a
     64-byte object), nesting after, and so is the shape of every field the
     receiving side reads."""
+    # At call time: dicompack.container.zip's reader imports this module (MANIFEST_NAME).
     from dicompack.container.zip import ZipLimits
     limits = limits or ZipLimits()
     if len(data) > limits.max_manifest_size:

@@ -276,7 +276,7 @@ def signer_path(signer: x509.Certificate, pool: list[x509.Certificate],
     check_public_key(signer, where)
     intermediates = _candidate_path(signer, pool, anchors, times)
     store = Store(list(anchors))
-    path = None
+    path: list[x509.Certificate] = []      # the first time's path (times[0] is now)
     for when in times:
         verifier = (PolicyBuilder().store(store).time(when).max_chain_depth(MAX_CHAIN_DEPTH)
                     .extension_policies(**_extension_policies()).build_client_verifier())

@@ -16,10 +16,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_VR
+from pydicom._uid_dict import UID_dictionary
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from dicompack import standard
 from dicompack.deid.options import BASIC_PROFILE, OPTION_CODES, DeidOptions
 from dicompack.deid.table import action_for, row_for, safe_private
 from dicompack.errors import DeidentificationError
@@ -28,8 +30,8 @@ PATIENT_NAME, PATIENT_ID = 0x00100010, 0x00100020
 PRIVATE_CHARACTERISTICS = 0x00080300     # Private Data Element Characteristics Sequence
 ITEM_GROUP = 0xFFFE                      # item and delimitation tags (PS3.5 7.5), never data elements
 BURNED_IN_MODALITIES = {"US", "XA", "RF", "ES"}
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-_DUMMY = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y",
+_DUMMY = {"PN": "ANONYMOUS", "DA": standard.DUMMY_DATE, "TM": standard.DUMMY_TIME, "DT": standard.DUMMY_DATETIME,
+          "AS": "000Y",
           "IS": "0", "DS": "0", "CS": "ANON", "AE": "ANON", "LO": "ANONYMIZED", "SH": "ANONYMIZED",
           "LT": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED", "UC": "ANONYMIZED"}
 _NUMERIC = {"US", "UL", "SS", "SL", "FL", "FD", "SV", "UV"}
@@ -45,13 +47,12 @@ _OVERLAY_GROUPS = range(0x6000, 0x6020, 2)
 
 @dataclass
 class DeidResult:
-    actions: Counter = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
     originals: Dataset = field(default_factory=Dataset)   # original top-level elements changed or removed
-    added: list = field(default_factory=list)             # tags de-identification added
+    added: list[int] = field(default_factory=list)        # tags de-identification added
 
 
 def _well_known(uid: str) -> bool:
-    from pydicom._uid_dict import UID_dictionary
     return uid in UID_dictionary or uid.startswith("1.2.840.10008.")
 
 
@@ -70,7 +71,7 @@ class Deidentifier:
         uid = uid.strip("\x00 ")
         if not uid or _well_known(uid) or self.options.retain_uids:
             return uid
-        return "2.25." + str(int.from_bytes(self._hmac("uid", uid)[:16], "big"))
+        return standard.uid_from_digest(self._hmac("uid", uid))
 
     def pseudonym(self, patient_id: str) -> tuple[str, str]:
         code = self._hmac("patient", patient_id).hex()[:10].upper()
@@ -90,7 +91,7 @@ class Deidentifier:
             reasons.append("Burned In Annotation is YES")
         if str(ds.get("Modality", "")) in BURNED_IN_MODALITIES:
             reasons.append(f"modality {ds.Modality} commonly carries burned-in text")
-        if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE):
+        if str(ds.get("SOPClassUID", "")).startswith(standard.SECONDARY_CAPTURE_IMAGE_STORAGE):
             reasons.append("secondary capture commonly carries burned-in text")
         if reasons and "PixelData" in ds or reasons and ds.get("Rows"):
             raise DeidentificationError(
@@ -123,13 +124,14 @@ class Deidentifier:
         return result
 
     def _phi_tokens(self, ds: Dataset) -> list[re.Pattern]:
-        words = set()
+        words: set[str] = set()
         name = str(ds.get("PatientName", ""))
         words.update(w for w in re.split(r"[\^=\s,]+", name) if len(w) >= 3)
         for kw in ("PatientID", "OtherPatientIDs", "AccessionNumber", "PatientBirthDate"):
             value = ds.get(kw)
             if value:
-                words.update(str(v) for v in (value if isinstance(value, (list, tuple)) else [value]) if len(str(v)) >= 3)
+                values = value if isinstance(value, (list, tuple)) else [value]
+                words.update(str(v) for v in values if len(str(v)) >= 3)
         return [re.compile(re.escape(w), re.IGNORECASE) for w in sorted(words, key=len, reverse=True)]
 
     def _walk(self, ds: Dataset, ctx: dict, top: bool = False) -> None:
@@ -316,7 +318,6 @@ def _raw_action(row: dict, columns: list[str]) -> str:
 
 
 def _is_code_sequence(tag: int) -> bool:
-    from pydicom.datadict import keyword_for_tag
     return keyword_for_tag(tag).endswith("CodeSequence")
 
 
@@ -345,13 +346,14 @@ def _vr(ds: Dataset, tag: int) -> str:
         return "UN"
 
 
-def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset | None]:
+def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset[int] | None]:
     """Blocks the instance itself declares non-identifying in its Private
     Data Element Characteristics Sequence (PS3.3 C.12.1.1.7): (group,
     creator) -> None for a SAFE block, or the element bytes a MIXED block
     lists as Nonidentifying Private Elements."""
-    declared = {}
-    for item in ds.get(PRIVATE_CHARACTERISTICS, None) or []:
+    declared: dict[tuple[int, str], frozenset[int] | None] = {}
+    sequence = ds[PRIVATE_CHARACTERISTICS].value if PRIVATE_CHARACTERISTICS in ds else None
+    for item in sequence or []:
         group, creator = item.get("PrivateGroupReference"), item.get("PrivateCreatorReference")
         status = str(item.get("BlockIdentifyingInformationStatus", "")).strip().upper()
         if group is None or not creator:
@@ -366,12 +368,13 @@ def _declared_safe(ds: Dataset) -> dict[tuple[int, str], frozenset | None]:
     return declared
 
 
-def _safe_private_tags(ds: Dataset, declared: dict) -> set[int]:
+def _safe_private_tags(ds: Dataset, declared: dict[tuple[int, str], frozenset[int] | None]) -> set[int]:
     """The private tags of ``ds`` (this level) that are safe: listed in
     Table E.3.10-1 for their creator, or declared safe by the instance; and
     the creator elements of the blocks that keep one."""
     table = safe_private()
-    creators, safe = {}, set()
+    creators: dict[int, str] = {}
+    safe: set[int] = set()
     for tag in [int(t) for t in ds.keys() if t.group % 2]:     # decodes private elements only
         group, element = tag >> 16, tag & 0xFFFF
         if 0x10 <= element <= 0xFF:
@@ -405,7 +408,7 @@ def _shift(value, vr: str, days: int):
         try:
             day = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)
         except ValueError:
-            return "19000101" + text[8:]
+            return standard.DUMMY_DATE + text[8:]
         return day.strftime("%Y%m%d") + text[8:]
     if isinstance(value, (list, tuple)):
         return [one(v) for v in value]

@@ -12,9 +12,12 @@ Information or the SOP Class.  Only a signed package proves who sealed it.
 """
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pydicom import config
+from cryptography import x509
+from pydicom import config, dcmread
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -23,11 +26,11 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
-from dicompack.container.cms import NOT_AUTHENTIC, envelope_bytes, open_envelope_bytes
+from dicompack import standard
+from dicompack.container.cms import NOT_AUTHENTIC, CertRecipient, envelope_bytes, open_envelope_bytes
 from dicompack.deid.table import COMBINED, row_for
 from dicompack.errors import DicompackError, InvalidInputError, SignatureInvalidError
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
 # The list of tags de-identification added and the instance the payload
 # belongs to ride inside the encrypted payload, under our own private
 # creator (never visible without the key).
@@ -160,9 +163,15 @@ def seal(ds: Dataset, originals: Dataset, added: list[int], recipients: list) ->
     buf.is_little_endian, buf.is_implicit_VR = True, False
     write_dataset(buf, payload)
     item = Dataset()
-    item.EncryptedContentTransferSyntaxUID = EXPLICIT_LE
+    item.EncryptedContentTransferSyntaxUID = standard.EXPLICIT_VR_LITTLE_ENDIAN
     item.EncryptedContent = envelope_bytes(buf.getvalue(), recipients)
     ds.EncryptedAttributesSequence = Sequence([item])
+
+
+def seal_for_pem(ds: Dataset, originals: Dataset, added: list[int], recipient_pems: Iterable[bytes]) -> None:
+    """``seal`` for recipients given as PEM certificates (picklable, as the
+    transform stage hands them to its workers)."""
+    seal(ds, originals, added, [CertRecipient(x509.load_pem_x509_certificate(pem)) for pem in recipient_pems])
 
 
 # ---------------------------------------------------------------- restoring
@@ -170,7 +179,7 @@ def seal(ds: Dataset, originals: Dataset, added: list[int], recipients: list) ->
 @dataclass
 class Sealed:
     originals: Dataset
-    added: list
+    added: list[int]
     bound_uid: str
 
 
@@ -212,7 +221,7 @@ def _encrypted_content(ds: Dataset, where: str) -> bytes:
     except Exception:  # noqa: BLE001 - any undecodable shape of the sequence
         raise InvalidInputError("Encrypted Attributes Sequence is malformed (one item with "
                                 "Encrypted Content expected)", where=where) from None
-    if syntax != EXPLICIT_LE:
+    if syntax != standard.EXPLICIT_VR_LITTLE_ENDIAN:
         raise InvalidInputError("Encrypted Content Transfer Syntax UID is not Explicit VR Little Endian",
                                 where=where)
     if not isinstance(blob, bytes) or not blob:
@@ -233,7 +242,7 @@ def _parse(plain: bytes, where: str) -> Sealed:
     """Decode the whole payload now (pydicom decodes lazily, and a value that
     fails later would fail half-way through writing)."""
     try:
-        payload = read_dataset(DicomBytesIO(plain), is_implicit_VR=False, is_little_endian=True)
+        payload = read_dataset(io.BytesIO(plain), is_implicit_VR=False, is_little_endian=True)
         _decode_all(payload)
         items = payload.ModifiedAttributesSequence
         if len(items) != 1:
@@ -289,7 +298,6 @@ def _check_policy(ds: Dataset, sealed: Sealed, where: str) -> None:
 def restore_file(path, out, *, key=None, cert=None, password=None, where: str) -> int:
     """Read the instance at ``path``, restore it (see ``restore``) and write
     it to ``out``; any failure is a typed error naming ``where``."""
-    from pydicom import dcmread
     try:
         ds = dcmread(path)
     except Exception:  # noqa: BLE001 - the scan accepted it, pydicom does not

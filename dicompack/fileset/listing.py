@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dicompack.errors import PackageInvalidError
 from dicompack.fileset.check import NO_DICOMDIR
-from dicompack.fileset.dicomdir import read_index
+from dicompack.fileset.dicomdir import DicomDir, read_index
 from dicompack.fileset.records import (
     MODALITY,
     PATIENT_ID,
@@ -45,7 +45,7 @@ def list_index(root: Path, label: str) -> ListReport:
     return report
 
 
-def _refuse_unwalkable(dd, label: str) -> None:
+def _refuse_unwalkable(dd: DicomDir, label: str) -> None:
     """`ls` shows what the index holds or fails: never a partial or empty
     listing with exit 0 for records it cannot reach."""
     if dd.unread_directory_files:
@@ -70,6 +70,8 @@ def _refuse_unwalkable(dd, label: str) -> None:
 
 
 def _series_summary(se: Record) -> dict:
+    """One series of the listing: its keys, and its instances counted by
+    record type and transfer syntax."""
     leaves = [r for r in se.children if r.in_use]
     return {"series_uid": key_text(se, SERIES_UID), "modality": key_text(se, MODALITY),
             "number": key_text(se, SERIES_NUMBER), "instances": len(leaves),

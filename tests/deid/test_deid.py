@@ -2,7 +2,11 @@
 UID anywhere in the output; references still resolve; options and policy."""
 from __future__ import annotations
 
+import io
 import json
+import struct
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pydicom
@@ -11,9 +15,10 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicompack import synthetic
 from dicompack.deid import table
-from tests.conftest import dciodvfy_errors, run_cli
+from tests.conftest import dciodvfy_errors, require_tool, run_cli
+from tests.support import synthetic
+from tests.support.pki import make_recipient
 
 MARK = "PHIMARK"
 ROOT = "1.2.826.0.1.3680043.2.777"
@@ -24,7 +29,7 @@ _TEXT = {"LO": MARK, "SH": MARK, "LT": MARK, "ST": MARK, "UT": MARK, "UC": MARK,
 def _planted(n: int, *, refs: list[str] = (), name: str = "Müller^PHIMARK", charset: str = "ISO_IR 192") -> Dataset:
     ds = synthetic.make_instance(study_uid=f"{ROOT}.1", series_uid=f"{ROOT}.1.1", sop_uid=f"{ROOT}.1.1.{n}",
                                  patient_name=name, patient_id=f"{MARK}ID", charset=charset, instance_number=n)
-    for tag, row in table()["exact"].items():
+    for tag in table()["exact"]:
         try:
             vr = dictionary_VR(tag)
         except KeyError:
@@ -60,22 +65,19 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _all_bytes(path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()) if path.is_dir() else path.read_bytes()
+    if not path.is_dir():
+        return path.read_bytes()
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
 
 
 def _zip_bytes(data: bytes) -> bytes:
     """The container's own bytes (names, manifest) and every entry decompressed."""
-    import io
-    import zipfile
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         return data + b"".join(z.read(name) for name in z.namelist())
 
 
 def _opened_secure(package: Path, cert: Path, key: Path) -> bytes:
     """Decrypt with real openssl, then the DigestedData of an unsigned package."""
-    import subprocess
-
-    from tests.conftest import require_tool
     openssl = require_tool("openssl")
     inner = subprocess.run([openssl, "cms", "-decrypt", "-inform", "DER", "-in", str(package), "-recip", str(cert),
                             "-inkey", str(key), "-binary"], capture_output=True, check=True).stdout
@@ -93,7 +95,6 @@ def _leaks(data: bytes) -> list[str]:
 
 @pytest.mark.parametrize("suffix", ["", ".zip", ".p7m"])
 def test_no_marker_survives(corpus, tmp_path, suffix):
-    from tests.deid.pki import make_recipient
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef")
     out = tmp_path / f"out{suffix}"
@@ -187,9 +188,9 @@ def test_every_refused_instance_is_named_or_left_out(tmp_path):
                                                      sop_uid=f"1.2.3.{n}.1", modality=modality),
                              src / f"{modality.lower()}.dcm")
     proc = run_cli("pack", src, "-o", tmp_path / "out", "--deidentify")
-    lines = [l for l in proc.stderr.decode().splitlines() if "warning" not in l]
+    lines = [line for line in proc.stderr.decode().splitlines() if "warning" not in line]
     assert proc.returncode == 10 and len(lines) == 2, lines
-    assert {"us.dcm", "xa.dcm"} == {Path(l.split(": ")[1]).name for l in lines}
+    assert {"us.dcm", "xa.dcm"} == {Path(line.split(": ")[1]).name for line in lines}
     assert not (tmp_path / "out").exists()
     report = json.loads(run_cli("pack", src, "-o", tmp_path / "out", "--deidentify", "--skip-invalid", "--json",
                                 check=True).stdout)
@@ -207,7 +208,6 @@ def test_table_is_complete_data():
 def test_reidentification_round_trip(example_corpus, tmp_path):
     """--reid-recipient seals the originals; `reidentify` restores every
     data set exactly (the Encrypted Attributes Sequence aside)."""
-    from tests.deid.pki import make_recipient
     src, info = example_corpus
     cert, key = make_recipient(tmp_path)
     package = tmp_path / "anon.zip"
@@ -235,7 +235,6 @@ def test_reidentification_round_trip(example_corpus, tmp_path):
 def _as_un(path: Path, tags: list[int]) -> None:
     """Rewrite top-level explicit VR elements as UN in the file itself
     (pydicom's writer would restore the known VR)."""
-    import struct
     data = path.read_bytes()
     for tag in tags:
         head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)

@@ -12,11 +12,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicompack import synthetic
 from dicompack.deid import Deidentifier, DeidOptions, table
 from dicompack.deid.table import COMBINED, safe_private
 from tests.conftest import run_cli
 from tests.deid.test_deid import MARK, _planted
+from tests.support import synthetic
 
 KEY = b"option-test-key-0123456789"
 # Attributes every run writes itself (they name the options used).

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import RLELossless
 
-from dicompack import synthetic
-from dicompack.codecs.j2k import _mask
+import dicompack
+from dicompack.codecs.j2k import J2KOptions, _mask, encode_pixel_data
+from dicompack.scan import scan_file
 from tests.conftest import dciodvfy_errors, require_tool, run_cli
+from tests.support import synthetic
 
 CASES = {
     "ct16_12bit": dict(bits_allocated=16, bits_stored=12),
@@ -65,7 +70,6 @@ def test_every_case_round_trips_with_pydicom(packed):
 
 def _fragments(path: Path) -> list[bytes]:
     ds = pydicom.dcmread(path)
-    from pydicom.encaps import generate_frames
     return list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1))))
 
 
@@ -166,7 +170,6 @@ def test_bad_option():
 
 
 def _rle_source(path: Path, frames: int = 3) -> Path:
-    from pydicom.uid import RLELossless
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.9", frames=frames,
                                  rows=48, columns=40)
     ds.compress(RLELossless, encoding_plugin="pydicom")
@@ -191,7 +194,6 @@ def test_transcode_rle_losslessly(tmp_path):
 def test_corrupt_compressed_frame_is_named(tmp_path):
     src = _rle_source(tmp_path / "src" / "rle.dcm")
     ds = pydicom.dcmread(src)
-    from pydicom.encaps import encapsulate, generate_frames
     frames = list(generate_frames(ds.PixelData, number_of_frames=3))
     frames[1] = frames[1][:64] + b"\x7f" * 8          # a damaged RLE segment in frame 2
     ds.PixelData = encapsulate(frames)
@@ -205,10 +207,6 @@ def test_corrupt_compressed_frame_is_named(tmp_path):
 
 def test_big_multiframe_encodes_frame_by_frame(tmp_path):
     """A 48 MB instance: traced memory stays near one frame, not the instance."""
-    import tracemalloc
-
-    from dicompack.codecs.j2k import J2KOptions, encode_pixel_data
-    from dicompack.scan import scan_file
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.7", frames=96,
                                  rows=512, columns=512)
     path = synthetic.write_file(ds, tmp_path / "big.dcm")
@@ -228,8 +226,6 @@ def test_big_multiframe_encodes_frame_by_frame(tmp_path):
 def test_progress_moves_frame_by_frame(tmp_path):
     """One 32 MB multi-frame instance: the compress stage reports source
     bytes before the instance is done (workers count frames)."""
-    import dicompack
-    from dicompack.codecs.j2k import J2KOptions
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.8", frames=64,
                                  rows=512, columns=512)
     synthetic.write_file(ds, tmp_path / "src" / "big.dcm")

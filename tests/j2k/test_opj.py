@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openjpeg import decode
 
-from dicompack import synthetic
 from dicompack.codecs import opj
 from dicompack.codecs.j2k import J2KOptions, encode_pixel_data
 from dicompack.scan import scan_file
+from tests.support import synthetic
 
 
 def coding_style(codestream: bytes) -> dict:

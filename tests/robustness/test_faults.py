@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import dicompack
-from dicompack import synthetic
 from dicompack.codecs.j2k import J2KOptions
 from tests.conftest import run_cli
+from tests.support import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_staged_files_move_but_inputs_stay(example_corpus, tmp_path):
 
 
 def test_copy_instance_moves_only_owned_files(tmp_path):
-    from dicompack.fileset.layout import copy_instance
+    from dicompack.fileset.files import copy_instance
     from dicompack.scan import scan_file
     ds = synthetic.make_instance(study_uid="1.2.3", series_uid="1.2.3.1", sop_uid="1.2.3.1.1")
     mine, theirs = (synthetic.write_file(ds, tmp_path / name) for name in ("staged", "input"))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import zipfile
 
-from dicompack import synthetic
+from tests.support import synthetic
 
 N = 100_000
 

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicompack.container.cms_ber import Reader, der_length
+from dicompack.container.cms.ber import Reader, der_length
 from tests.conftest import require_tool
 
 

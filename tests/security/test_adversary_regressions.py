@@ -31,12 +31,13 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicompack import output, synthetic
+from dicompack import output
 from dicompack.deid import reid
-from dicompack.fileset import records
-from dicompack.receiving.sources import require_parent
+from dicompack.fileset.records import text as records
+from dicompack.receiving.unpack import require_parent
 from tests.conftest import run_cli
 from tests.security.test_reid import _gcm, _instances, _payload, _set_blob, _sop_uid
+from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.778.9"

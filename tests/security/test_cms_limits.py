@@ -13,8 +13,8 @@ import pytest
 from asn1crypto import algos, core
 from asn1crypto import cms as acms
 
-from dicompack.container import cms_asn1 as A
-from dicompack.container.cms_ber import Reader
+from dicompack.container.cms import asn1 as A
+from dicompack.container.cms.ber import Reader
 from tests.conftest import run_cli
 from tests.security.cms_edit import layout, nested, openssl, private_env, splice, tlv
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import dicompack
-from dicompack import synthetic
 from tests.conftest import run_cli
+from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB
 
 TMP_MARK = ".dicompack-tmp-"

@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dicompack.api as dp
-from dicompack import keys, synthetic
+from dicompack import keys
 from dicompack.errors import DicompackError
 from tests.conftest import run_cli, tree_digest
+from tests.support import synthetic
 from tests.support.pki import standard_pki
 from tests.support.secure import seal_options
 

@@ -16,21 +16,21 @@ from pathlib import Path
 import pytest
 from asn1crypto import algos, core
 
-from dicompack.container import cms_crypto
-from dicompack.container.cms_ber import der_length
+from dicompack.container.cms import keywrap as cms_crypto
+from dicompack.container.cms.ber import der_length
 from dicompack.container.manifest import build_manifest, parse_manifest
 from dicompack.container.zip import ZipLimits, ZipReader
+from dicompack.dcmio import encode_meta
 from dicompack.errors import PackageInvalidError
 from dicompack.fileset.dicomdir import (
     MAX_DICOMDIR_KEY_BYTES,
     MAX_DICOMDIR_RECORDS,
     MAX_RECORD_ELEMENTS,
-    _header,
-    encode_meta,
     parse_dicomdir_bytes,
     read_dicomdir,
     write_dicomdir,
 )
+from dicompack.fileset.dicomdir.writer import _header
 from dicompack.fileset.records import Record
 from tests.security.cms_edit import layout
 from tests.support.pki import standard_pki
@@ -235,7 +235,7 @@ def test_our_manifest_of_100000_entries_is_within_the_budget():
     class Entry:
         def __init__(self, i):
             self.name, self.size = f"DICOM/P{i // 2000:07d}/S{i // 100:07d}/I{i:07d}", 123_456
-            self.sha256 = "%064x" % i
+            self.sha256 = f"{i:064x}"
     doc = parse_manifest(build_manifest([Entry(i) for i in range(100_000)], package_uid="2.25.1",
                                         fileset_summary={"records": 1}))
     assert len(doc["entries"]) == 100_000

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicompack import synthetic
 from dicompack.container.manifest import build_manifest
 from dicompack.container.zip import EntryInfo
 from tests.conftest import require_tool, run_cli
+from tests.support import synthetic
 from tests.support.secure import receiver_keys as _keys
 from tests.support.secure import run_hostile as _hostile
 from tests.support.secure import seal_options as _seal

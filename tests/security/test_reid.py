@@ -25,12 +25,12 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
-from dicompack import synthetic
 from dicompack.container.cms import CertRecipient, envelope_bytes
 from dicompack.deid import reid
 from dicompack.errors import DicompackError
 from tests.conftest import require_tool, run_cli
-from tests.deid.pki import make_recipient
+from tests.support import synthetic
+from tests.support.pki import make_recipient
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
 
 ROOT = "1.2.826.0.1.3680043.2.778"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from dicompack import synthetic
 from dicompack.container.manifest import build_manifest
 from dicompack.container.zip import EntryInfo
 from tests.conftest import run_cli
+from tests.support import synthetic
 from tests.support.secure import receiver_keys as _keys
 from tests.support.secure import run_hostile as _hostile
 from tests.support.secure import seal_options as _seal
@@ -219,7 +219,8 @@ def test_plain_zip_says_it_is_neither_encrypted_nor_signed(plain_zip, work):
     assert json.loads(run_cli("verify", plain_zip, "--json").stdout)["protection"] == "none"
     proc = run_cli("unpack", plain_zip, "-o", work / "out")
     assert proc.returncode == 0, proc.stderr
-    assert "(integrity checked; not encrypted, not signed)" in proc.stdout.decode() and "(verified)" not in proc.stdout.decode()
+    out = proc.stdout.decode()
+    assert "(integrity checked; not encrypted, not signed)" in out and "(verified)" not in out
     report = json.loads(run_cli("unpack", plain_zip, "-o", work / "out2", "--json").stdout)
     assert report["protection"] == "none"
 

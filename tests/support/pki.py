@@ -88,3 +88,10 @@ def standard_pki(folder: Path) -> Path:
     (d / "pw.txt").write_text("correct horse battery\n")
     (d / "wrongpw.txt").write_text("wrong horse battery\n")
     return d
+
+
+def make_recipient(folder: Path) -> tuple[Path, Path]:
+    """A self-signed re-identification recipient in ``folder``: (certificate, key) paths."""
+    key = rsa_key()
+    save(folder, "reid", key, make_cert("re-identifier", key))
+    return Path(folder) / "reid.pem", Path(folder) / "reid.key"

@@ -1,0 +1,4 @@
+"""``python -m dicompack.cli``."""
+from dicompack.cli import main
+
+main()
