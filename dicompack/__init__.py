@@ -11,6 +11,8 @@ Everything a caller needs is importable from here: the functions, their
 option classes and the types those take, the reports, the closed sets and
 the exceptions (each with its own exit code).
 """
+from typing import TYPE_CHECKING
+
 from dicompack._version import __version__
 from dicompack.api import (
     build_dicomdir,
@@ -45,12 +47,20 @@ from dicompack.options import PackOptions, ReceiveOptions
 from dicompack.report import (
     CheckReport,
     DicomdirReport,
+    Finding,
     ListReport,
     PackReport,
+    Problem,
+    ProgressCallback,
     ProgressEvent,
     UnpackReport,
     VerifyReport,
 )
+
+if TYPE_CHECKING:      # the same names, for type checkers (at run time: __getattr__ below)
+    from dicompack.codecs.j2k import J2KMode, J2KOptions
+    from dicompack.container.cms import CertRecipient, PasswordRecipient, Signer
+    from dicompack.deid import DeidOptions
 
 # Exported on first use (PEP 562): importing them here would load
 # cryptography, numpy, pydicom and openjpeg into every `import dicompack`
@@ -65,7 +75,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         import importlib  # (PEP 562 lazy export, see _LAZY)
         return getattr(importlib.import_module(_LAZY[name]), name)
@@ -80,7 +90,8 @@ __all__ = [
     "PackOptions", "ReceiveOptions", "CertRecipient", "PasswordRecipient", "Signer", "J2KOptions", "J2KMode",
     "DeidOptions", "ZipLimits", "OutputFormat", "ZipMethod",
     # reports
-    "ProgressEvent", "PackReport", "VerifyReport", "UnpackReport", "CheckReport", "ListReport",
+    "ProgressEvent", "ProgressCallback", "Problem", "Finding", "PackReport", "VerifyReport", "UnpackReport",
+    "CheckReport", "ListReport",
     "DicomdirReport", "PackageKind", "ScanStatus", "Severity",
     # exceptions
     "DicompackError", "UsageError", "OutputExistsError", "InvalidInputError", "DuplicateInstanceError",

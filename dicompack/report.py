@@ -56,7 +56,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """No finding of severity 'error' (reports without findings are ok)."""
-        return not any(f["severity"] == "error" for f in getattr(self, "findings", []))
+        return not any(f["severity"] == Severity.ERROR for f in getattr(self, "findings", []))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)

@@ -48,12 +48,16 @@ DUMMY_DATETIME = DUMMY_DATE + DUMMY_TIME
 
 
 # ----------------------------------------------------------------- derived UIDs
-def uid_from_digest(digest: bytes) -> str:
-    """A UID under the 2.25 root from the first 128 bits of a digest (PS3.5
-    B.2: 2.25 followed by the decimal integer of a UUID-sized number).
-    Deterministic derivations (same input, same UID) hash their input and
-    call this; at most 44 characters."""
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+def uid_from_digest(digest: bytes, *, nbytes: int = 16) -> str:
+    """A UID under the 2.25 root from the first ``nbytes`` (at most 16, 128
+    bits) of a digest (PS3.5 B.2: 2.25 followed by the decimal integer of a
+    UUID-sized number).  Deterministic derivations (same input, same UID)
+    hash their input and call this; at most 44 characters.  Derivations
+    that earlier releases made from 15 bytes keep ``nbytes=15``: the same
+    input must give the same UID whichever version derived it."""
+    if not 1 <= nbytes <= 16:
+        raise ValueError(f"a 2.25 UID holds at most 128 bits, not {nbytes * 8}")
+    return "2.25." + str(int.from_bytes(digest[:nbytes], "big"))
 
 
 def random_uid() -> str:

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 
@@ -85,7 +85,7 @@ def password_from(password_file: Optional[Path], prompt: bool, confirm: bool) ->
 def recipients_from(certs, password_file, prompt, iterations, pkcs1v15) -> list[CertRecipient | PasswordRecipient]:
     from dicompack import keys  # start-up cost (see above)
     from dicompack.container.cms import CertRecipient, PasswordRecipient  # start-up cost (see above)
-    padding = "pkcs1v15" if pkcs1v15 else "oaep"
+    padding: Literal["pkcs1v15", "oaep"] = "pkcs1v15" if pkcs1v15 else "oaep"
     out: list[CertRecipient | PasswordRecipient] = [
         CertRecipient(keys.check_recipient_certificate(c, where=str(path)), padding)
         for path in certs for c in keys.load_certificates(path)]

@@ -7,9 +7,9 @@ import json
 import re
 
 from dicompack._version import __version__
+from dicompack.container.zip import MANIFEST_NAME, ZipLimits
 from dicompack.errors import PackageInvalidError, UnsafeArchiveError
 
-MANIFEST_NAME = "DICOMPACK.JSON"
 FORMAT = "dicompack-manifest"
 
 
@@ -23,13 +23,11 @@ def build_manifest(entries, *, package_uid: str, fileset_summary: dict, volume=(
     return json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
-def parse_manifest(data: bytes, limits=None) -> dict:
+def parse_manifest(data: bytes, limits: ZipLimits | None = None) -> dict:
     """The manifest, checked: its size and the number of JSON values in it
     are bounded before parsing (json.loads turns 3 bytes of '[],' into a
     64-byte object), nesting after, and so is the shape of every field the
     receiving side reads."""
-    # At call time: dicompack.container.zip's reader imports this module (MANIFEST_NAME).
-    from dicompack.container.zip import ZipLimits
     limits = limits or ZipLimits()
     if len(data) > limits.max_manifest_size:
         raise UnsafeArchiveError(f"manifest of {len(data)} bytes exceeds the limit of "

@@ -1,8 +1,8 @@
 """Trust in the signers of a secure package.
 
-Order of the checks (cms._verify_signer drives it):
+Order of the checks (container/cms/verify.py drives it):
 
-0. While reading (cms._signed_data): the certificate set and the signerInfos
+0. While reading (container/cms/plaintext.py): the certificate set and the signerInfos
    are read only up to MAX_*_BYTES and at most MAX_SIGNER_INFOS signers are
    accepted.  Nothing is authentic yet, so these refusals reach the user as
    the one integrity failure of the CMS layer (exit 7): a distinct answer to
@@ -25,7 +25,7 @@ Refusals from 2 and 3 are ``SignerUntrustedError`` (exit 8) with a one-line
 reason; the content was shown authentic by step 1 before any of them.  The
 certificates themselves are authentic only under AES-GCM or when a
 signingCertificateV2 attribute binds them: otherwise (AES-CBC, unbound)
-cms._verify_signer turns these refusals into the one integrity error, so
+container/cms/verify.py turns these refusals into the one integrity error, so
 that nothing about unauthenticated certificate bytes reaches the user.
 """
 from __future__ import annotations

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from dicompack import fileset as fs
+from dicompack.enums import ScanStatus
 from dicompack.errors import DuplicateInstanceError, InvalidInputError, UsageError
 from dicompack.options import PackOptions
 from dicompack.output import private_tempdir
@@ -63,9 +64,9 @@ def scan_inputs(sources: list, report: PackReport, options: PackOptions, progres
     scans = scan_files(paths, jobs=options.jobs, progress=lambda d, t: progress("scan", d, t))
     good = []
     for s in scans:
-        if s.status == "dicom":
+        if s.status == ScanStatus.DICOM:
             good.append(s)
-        elif s.status == "skipped":
+        elif s.status == ScanStatus.SKIPPED:
             report.skipped.append(Problem(s.path, s.reason))
         else:
             report.invalid.append(Problem(s.path, s.reason))

@@ -11,7 +11,7 @@ from pathlib import Path
 from dicompack.errors import UsageError
 from dicompack.output import private_tempdir
 from dicompack.packing.writers import is_stream
-from dicompack.receiving.policy import sniff
+from dicompack.receiving.policy import SourceKind, sniff
 from dicompack.receiving.zipcheck import staged_zip
 
 
@@ -25,7 +25,7 @@ def fileset_root(path):
     elif path.is_dir():
         yield path
     elif path.is_file():
-        if sniff(path) != "zip":
+        if sniff(path) != SourceKind.ZIP:
             raise UsageError("not a File-set folder, DICOMDIR or ZIP", where=str(path))
         with staged_zip(path, Path(tempfile.gettempdir())) as (root, _result, _reader):
             yield root

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from dicompack.enums import StrEnum
 from dicompack.errors import PackageInvalidError, UnsignedPackageError, UsageError
+
+if TYPE_CHECKING:
+    from dicompack.options import ReceiveOptions
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -15,20 +20,27 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 CMS_MAGIC = b"\x30"                      # a DER/BER SEQUENCE: a CMS ContentInfo
 
 
-def sniff(path: Path) -> str:
-    """'zip', 'cms' or 'fileset' — by content, not by name."""
+class SourceKind(StrEnum):
+    """What a received path holds, by content."""
+    ZIP = "zip"
+    CMS = "cms"           # a secure package (or a Secure DICOM File)
+    FILESET = "fileset"   # a folder, or a DICOMDIR
+
+
+def sniff(path: Path) -> SourceKind:
+    """A ZIP, a CMS package or a File-set: by content, not by name."""
     if path.is_dir():
-        return "fileset"
+        return SourceKind.FILESET
     if not path.is_file():      # a FIFO or device would block or never end
         raise UsageError("not a regular file or folder", where=str(path))
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:4] in ZIP_MAGIC:
-        return "zip"
+        return SourceKind.ZIP
     if head[:1] == CMS_MAGIC:
-        return "cms"
+        return SourceKind.CMS
     if path.name.upper() == "DICOMDIR":
-        return "fileset"
+        return SourceKind.FILESET
     raise PackageInvalidError("not a dicompack package, ZIP, CMS file or File-set", where=str(path))
 
 
@@ -54,19 +66,19 @@ class ReceivePolicy:
                 "and volume must be; use --allow-plain to accept a plain package", where=where)
 
 
-def policy_for(options) -> ReceivePolicy:
+def policy_for(options: ReceiveOptions) -> ReceivePolicy:
     refuse_keys_without_anchors(options)
     keyed = options.key is not None or options.password is not None or bool(options.trust)
     if not keyed:       # nothing to decrypt or trust with: plain packages are all there can be
         return ReceivePolicy(require_encrypted=False, require_signed=False)
-    relaxed = tuple(flag for flag, on in (("--allow-plain", getattr(options, "allow_plain", False)),
+    relaxed = tuple(flag for flag, on in (("--allow-plain", options.allow_plain),
                                           ("--allow-unsigned", options.allow_unsigned),
-                                          ("--legacy", getattr(options, "legacy", False))) if on)
+                                          ("--legacy", options.legacy)) if on)
     return ReceivePolicy(require_encrypted="--allow-plain" not in relaxed,
                          require_signed="--allow-unsigned" not in relaxed, relaxed=relaxed)
 
 
-def refuse_keys_without_anchors(options) -> None:
+def refuse_keys_without_anchors(options: ReceiveOptions) -> None:
     """A key or password without --trust cannot tell a signer from anyone
     who holds our public certificate: every signed package would then fail
     as if tampered (under CBC a trust failure must look like one).  Say so
@@ -74,7 +86,7 @@ def refuse_keys_without_anchors(options) -> None:
     without origin (DigestedData; a plain ZIP or folder, e.g. for
     reidentify's sealed payloads): a *signed* package still needs --trust."""
     if (options.key is not None or options.password is not None) and not options.trust \
-            and not options.allow_unsigned and not getattr(options, "allow_plain", False):
+            and not options.allow_unsigned and not options.allow_plain:
         raise UsageError("no --trust anchors: cannot establish who signed the package; give --trust "
                          "CA.pem, or --allow-unsigned to accept integrity without origin")
 

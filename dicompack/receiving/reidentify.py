@@ -6,12 +6,13 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+from dicompack.enums import ScanStatus
 from dicompack.errors import InvalidInputError
 from dicompack.options import PackOptions, ReceiveOptions
 from dicompack.output import private_tempdir
 from dicompack.packing.pipeline import pack
 from dicompack.receiving.open import as_path, label_of
-from dicompack.receiving.policy import policy_for, sniff
+from dicompack.receiving.policy import SourceKind, policy_for, sniff
 from dicompack.receiving.secure_folder import is_secure_folder
 from dicompack.receiving.unpack import unpack
 from dicompack.report import PackReport
@@ -27,7 +28,7 @@ def reidentify(src, dest, options: ReceiveOptions, *, force: bool = False) -> Pa
         work = stack.enter_context(private_tempdir("reid"))
         unpacked = None
         folder = path if path.is_dir() else path.parent
-        if sniff(path) == "fileset" and not is_secure_folder(folder):
+        if sniff(path) == SourceKind.FILESET and not is_secure_folder(folder):
             # A plain folder proves nothing about who sealed its payloads (anyone
             # holding the public certificate can): the receive policy of
             # verify/unpack applies, so it takes --allow-plain by name (and
@@ -42,7 +43,7 @@ def reidentify(src, dest, options: ReceiveOptions, *, force: bool = False) -> Pa
             unpack(path, root, options)
         staged = work / "restored"
         staged.mkdir()
-        scans = [s for s in scan_files(iter_source_files([root]), jobs=options.jobs) if s.status == "dicom"]
+        scans = [s for s in scan_files(iter_source_files([root]), jobs=options.jobs) if s.status == ScanStatus.DICOM]
         if not scans:
             raise InvalidInputError("no DICOM instances to re-identify", where=str(src))
         for n, scan in enumerate(scans):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dicompack.container.manifest import MANIFEST_NAME
 from dicompack.container.zip import ZipLimits
+from dicompack.enums import Severity
 from dicompack.errors import (
     DicompackError,
     PackageInvalidError,
@@ -131,7 +132,7 @@ class _SecureFolder:
             raise PackageInvalidError(
                 f"referenced file does not exist ({len(missing)} referenced by the verified DICOMDIR "
                 "missing)", where=missing[0],
-                findings=[{"severity": "error", "where": rel, "what": "referenced file does not exist"}
+                findings=[{"severity": Severity.ERROR, "where": rel, "what": "referenced file does not exist"}
                           for rel in missing[:MAX_LISTED_MISSING]])
 
     def _decrypt(self, rel: str, path: Path) -> dict:

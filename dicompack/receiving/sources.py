@@ -19,7 +19,7 @@ from dicompack.fileset.check import check_fileset
 from dicompack.options import ReceiveOptions
 from dicompack.output import private_tempdir
 from dicompack.receiving.open import as_path, label_of
-from dicompack.receiving.policy import ReceivePolicy, policy_for, protection_of, sniff
+from dicompack.receiving.policy import ReceivePolicy, SourceKind, policy_for, protection_of, sniff
 from dicompack.receiving.secure_folder import folder_digests, is_secure_folder, open_secure_folder
 from dicompack.receiving.zipcheck import check_zip_contents, manifest_findings, staged_zip
 from dicompack.report import Progress, UnpackReport, VerifyReport
@@ -50,7 +50,8 @@ class Source:
     summary: dict = field(default_factory=dict)     # the manifest's "fileset" (instance counts)
 
 
-def _open_cms(path: Path, label: str, options, stack: ExitStack, progress: Progress) -> tuple[Path, dict]:
+def _open_cms(path: Path, label: str, options: ReceiveOptions, stack: ExitStack,
+              progress: Progress) -> tuple[Path, dict]:
     """Decrypt and fully verify a secure package into a private spool (0600
     in a 0700 folder, removed on every path); return the spool and report."""
     if options.key is None and options.password is None:
@@ -71,10 +72,10 @@ def _open_cms(path: Path, label: str, options, stack: ExitStack, progress: Progr
     return spool, secure.to_dict()
 
 
-def _zip_source(path: Path, label: str, options, policy: ReceivePolicy, stack: ExitStack, parent: Path,
+def _zip_source(path: Path, label: str, options: ReceiveOptions, policy: ReceivePolicy, stack: ExitStack, parent: Path,
                 progress: Progress, fileset: bool) -> Source:
     kind = sniff(path)
-    if kind == "cms":
+    if kind == SourceKind.CMS:
         zip_path, secure = _open_cms(path, label, options, stack, progress)
         admit = None
     else:
@@ -95,8 +96,8 @@ def _zip_source(path: Path, label: str, options, policy: ReceivePolicy, stack: E
     return Source(label, root, report, summary)
 
 
-def _folder_source(path: Path, label: str, options, policy: ReceivePolicy, stack: ExitStack, parent: Path,
-                   fileset: bool) -> Source:
+def _folder_source(path: Path, label: str, options: ReceiveOptions, policy: ReceivePolicy, stack: ExitStack,
+                   parent: Path, fileset: bool) -> Source:
     folder = path if path.is_dir() else path.parent
     if not is_secure_folder(folder):
         policy.refuse_plain(label)
@@ -111,7 +112,7 @@ def _folder_source(path: Path, label: str, options, policy: ReceivePolicy, stack
         secure, unverified = open_secure_folder(folder, out, key=options.key, cert=options.cert,
                                                 password=options.password, trust=list(options.trust),
                                                 allow_unsigned=options.allow_unsigned,
-                                                legacy=getattr(options, "legacy", False))
+                                                legacy=options.legacy)
     except DicompackError as err:      # name the file by its place in the folder given
         where = f"{label.rstrip('/')}/{err.where}" if err.where and err.where != str(folder) else label
         raise err.at(where) from None
@@ -151,11 +152,11 @@ def _fill_fileset_findings(report: ReceivedReport, root: Path, jobs: int | None)
         report.fileset_id, report.records = dd.fileset_id, len(dd.records)
 
 
-def open_source(path: Path, label: str, options, policy: ReceivePolicy, stack: ExitStack, parent: Path,
+def open_source(path: Path, label: str, options: ReceiveOptions, policy: ReceivePolicy, stack: ExitStack, parent: Path,
                 progress: Progress, *, fileset: bool = True) -> Source:
     """Verify one package, volume or folder under ``policy`` and stage its
     File-set privately under ``parent`` (kept until ``stack`` closes)."""
-    if sniff(path) == "fileset":
+    if sniff(path) == SourceKind.FILESET:
         return _folder_source(path, label, options, policy, stack, parent, fileset)
     return _zip_source(path, label, options, policy, stack, parent, progress, fileset)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dicompack.enums import Severity
 from dicompack.errors import PackageInvalidError, SignerUntrustedError, UnsignedPackageError
 from dicompack.fileset.dicomdir import read_dicomdir
 from dicompack.fileset.files import sha256_file
@@ -14,7 +15,7 @@ from dicompack.receiving.sources import Source
 
 
 def raise_errors(source: Source) -> None:
-    errors = [f for f in source.report.findings if f["severity"] == "error"]
+    errors = [f for f in source.report.findings if f["severity"] == Severity.ERROR]
     if errors:
         where = errors[0]["where"]     # "File-set": the whole source, named as the user gave it
         raise PackageInvalidError(errors[0]["what"], where=source.label if where == "File-set" else where,
@@ -107,7 +108,7 @@ def instance_conflicts(sources: list[Source]) -> list[str]:
             if sha256_file(here[1]) == sha256_file(other[1]):
                 collapsed.append(f"{here[0]} is the same instance as {other[0]}")
             else:
-                conflicts.append({"severity": "error", "where": here[0],
+                conflicts.append({"severity": Severity.ERROR, "where": here[0],
                                   "what": f"SOP Instance UID {rec.sop_instance} also in {other[0]} "
                                           "with different content"})
     if conflicts:

@@ -78,7 +78,8 @@ STAGES = {"read": InvalidInputError, "de-identification": DeidentificationError,
 
 def lossy_uid(uid: str) -> str:
     """The new SOP Instance UID of a lossy-compressed instance (PS3.3 C.7.6.1.1.5.1)."""
-    return standard.uid_from_digest(hashlib.sha256(b"dicompack-lossy\x00" + uid.encode()).digest())
+    digest = hashlib.sha256(b"dicompack-lossy\x00" + uid.encode()).digest()
+    return standard.uid_from_digest(digest, nbytes=15)    # as every release derived it (see uid_from_digest)
 
 
 # How this process reports progress: source bytes done (J2K: frame by frame).

@@ -11,8 +11,8 @@ import pytest
 from pydicom.fileset import FileSet
 
 from dicompack.fileset.layout import valid_file_id
-from tests.conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
 from tests.support import synthetic
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli, tree_digest
 
 
 def test_dicomdir_passes_dciodvfy_and_dcmdump(packed_example):

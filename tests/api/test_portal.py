@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import run_cli
-from tests.test_secure import _cert, _save
+from tests.support.pki import make_cert, save
+from tests.support.tools import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def server(tmp_path_factory, example_corpus):
     d = tmp_path_factory.mktemp("portal")
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = _cert("Portal CA", ca_key, ca=True, days=365)
-    _save(d, "ca", ca_key, ca)
+    ca = make_cert("Portal CA", ca_key, ca=True, days=365)
+    save(d, "ca", ca_key, ca)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _save(d, "portal", key, _cert("portal", key, ca_key, ca.subject))
+    save(d, "portal", key, make_cert("portal", key, ca_key, ca.subject))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -97,7 +97,7 @@ def test_downgraded_uploads_get_one_generic_answer(server, example_corpus, tmp_p
              "stranger": ["--recipient", tmp_path / "other.pem", "--sign-key", d / "portal.key",
                           "--sign-cert", d / "portal.pem"]}[kind]
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _save(tmp_path, "other", other, _cert("other", other))
+    save(tmp_path, "other", other, make_cert("other", other))
     proc = run_cli("pack", src, "-o", out, *extra, "-q")
     assert proc.returncode == 0, proc.stderr
     before = sorted((d / "inbox").iterdir())

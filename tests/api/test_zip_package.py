@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dciodvfy_errors, require_tool, run_cli, tree_digest
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli, tree_digest
 
 
 @pytest.fixture(scope="module")

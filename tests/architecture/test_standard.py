@@ -2,6 +2,8 @@
 import pydicom): each must be the value pydicom's dictionary gives that name."""
 from __future__ import annotations
 
+import hashlib
+
 import pydicom.uid
 
 from dicompack import standard
@@ -55,3 +57,11 @@ def test_derived_uids_are_valid_and_short():
     assert uid.startswith("2.25.") and len(uid) <= 64 and pydicom.uid.UID(uid).is_valid
     assert standard.uid_from_digest(b"\x00" * 15 + b"\x01") == "2.25.1"
     assert standard.random_uid() != standard.random_uid()
+
+
+def test_derivations_of_earlier_releases_keep_their_uids():
+    # 0.1.0 derived the DICOMDIR's and lossy copies' UIDs from 120 bits:
+    # a re-pack must give a PACS the same UIDs it already holds.
+    from dicompack.transform.instance import lossy_uid  # the transform stage loads pydicom: only this test
+    digest = hashlib.sha256(b"dicompack-lossy\x00" + b"1.2.3").digest()
+    assert lossy_uid("1.2.3") == "2.25." + str(int.from_bytes(digest[:15], "big"))

@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicompack.deid import table
-from tests.conftest import dciodvfy_errors, require_tool, run_cli
 from tests.support import synthetic
 from tests.support.pki import make_recipient
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli
 
 MARK = "PHIMARK"
 ROOT = "1.2.826.0.1.3680043.2.777"

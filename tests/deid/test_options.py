@@ -14,9 +14,9 @@ from pydicom.sequence import Sequence
 
 from dicompack.deid import Deidentifier, DeidOptions, table
 from dicompack.deid.table import COMBINED, safe_private
-from tests.conftest import run_cli
 from tests.deid.test_deid import MARK, _planted
 from tests.support import synthetic
+from tests.support.tools import run_cli
 
 KEY = b"option-test-key-0123456789"
 # Attributes every run writes itself (they name the options used).

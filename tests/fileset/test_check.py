@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dicompack.fileset.dicomdir import read_dicomdir
-from tests.conftest import dciodvfy_errors, require_tool, run_cli
 from tests.support import synthetic
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import struct
 from pydicom import dcmwrite
 
 from dicompack.dcmio import encode_meta
-from tests.conftest import run_cli
 from tests.support import synthetic
+from tests.support.tools import run_cli
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2"

@@ -18,9 +18,9 @@ import pytest
 from dicompack.fileset.dicomdir import read_dicomdir, write_dicomdir, write_dicomdir_file
 from dicompack.fileset.records import Record
 from dicompack.standard import MEDIA_STORAGE_DIRECTORY_STORAGE as DICOMDIR_SOP_CLASS
-from tests.conftest import run_cli
 from tests.realworld.corpus import pydicom_files, tree_digest
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 CORPUS = pydicom_files() / "dicomdirtests"
 PATIENT_FOLDERS = ("77654033", "98892001", "98892003")

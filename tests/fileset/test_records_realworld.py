@@ -28,9 +28,9 @@ from dicompack.fileset.records import (
     uid_problem,
 )
 from dicompack.scan import ScanResult
-from tests.conftest import dciodvfy_errors, run_cli, tree_digest
 from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import dciodvfy_errors, run_cli, tree_digest
 
 uid = synthetic.uid_for
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
 from tests.support import synthetic
+from tests.support.tools import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dicompack import api
-from tests.conftest import run_cli
 from tests.support import synthetic
 from tests.support.pki import standard_pki
+from tests.support.tools import run_cli
 
 MIB = 1 << 20
 SPLIT_NOTE = "exceeds the volume size: split by instance"

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import require_tool, run_cli
+from tests.support.tools import require_tool, run_cli
 
 
 def _free_port() -> int:

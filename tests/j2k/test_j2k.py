@@ -16,8 +16,8 @@ from pydicom.uid import RLELossless
 import dicompack
 from dicompack.codecs.j2k import J2KOptions, _mask, encode_pixel_data
 from dicompack.scan import scan_file
-from tests.conftest import dciodvfy_errors, require_tool, run_cli
 from tests.support import synthetic
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli
 
 CASES = {
     "ct16_12bit": dict(bits_allocated=16, bits_stored=12),

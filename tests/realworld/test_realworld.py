@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dciodvfy_errors, require_tool, run_cli
 from tests.realworld import corpus
+from tests.support.tools import dciodvfy_errors, require_tool, run_cli
 
 pytestmark = pytest.mark.realworld
 

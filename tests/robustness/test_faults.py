@@ -12,8 +12,8 @@ import pytest
 
 import dicompack
 from dicompack.codecs.j2k import J2KOptions
-from tests.conftest import run_cli
 from tests.support import synthetic
+from tests.support.tools import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicompack.container.cms.ber import Reader, der_length
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 
 def tlv(tag: int, content: bytes) -> bytes:

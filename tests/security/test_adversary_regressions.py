@@ -35,10 +35,10 @@ from dicompack import output
 from dicompack.deid import reid
 from dicompack.fileset.records import text as records
 from dicompack.receiving.unpack import require_parent
-from tests.conftest import run_cli
 from tests.security.test_reid import _gcm, _instances, _payload, _set_blob, _sop_uid
 from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 ROOT = "1.2.826.0.1.3680043.2.778.9"
 ROWS: list[tuple] = []

@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from dicompack import keys
 from dicompack.container import cms
-from tests.conftest import run_cli
 from tests.security.cms_edit import flip, layout, openssl
 from tests.support.pki import standard_pki
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 INTEGRITY_LINE = f"dicompack: {cms.INTEGRITY_WHERE}: {cms.INTEGRITY_FAILURE}"
 

@@ -15,9 +15,9 @@ from asn1crypto import cms as acms
 
 from dicompack.container.cms import asn1 as A
 from dicompack.container.cms.ber import Reader
-from tests.conftest import run_cli
 from tests.security.cms_edit import layout, nested, openssl, private_env, splice, tlv
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 PASSWORD = "correct horse battery"      # standard_pki's pw.txt
 

@@ -18,9 +18,9 @@ import pytest
 from dicompack import keys
 from dicompack.container import cms
 from dicompack.errors import SignatureInvalidError
-from tests.conftest import run_cli
 from tests.security.cms_edit import flip, layout, openssl, private_env
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 
 def _pack(pki: Path, src: Path, out: Path, *extra) -> Path:

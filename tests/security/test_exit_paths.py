@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import dicompack
-from tests.conftest import run_cli
 from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB
+from tests.support.tools import run_cli
 
 TMP_MARK = ".dicompack-tmp-"
 SHOW_CURSOR, HIDE_CURSOR = b"\x1b[?25h", b"\x1b[?25l"

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 import dicompack.api as dp
 from dicompack import keys
 from dicompack.errors import DicompackError
-from tests.conftest import run_cli, tree_digest
 from tests.support import synthetic
 from tests.support.pki import standard_pki
 from tests.support.secure import seal_options
+from tests.support.tools import run_cli, tree_digest
 
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from asn1crypto import algos, core
 
-from dicompack.container.cms import keywrap as cms_crypto
+from dicompack.container.cms import keywrap
 from dicompack.container.cms.ber import der_length
 from dicompack.container.manifest import build_manifest, parse_manifest
 from dicompack.container.zip import ZipLimits, ZipReader
@@ -254,7 +254,7 @@ def test_manifest_with_a_huge_integer_is_a_typed_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def secure_package(example_corpus, tmp_path_factory) -> tuple[Path, Path]:
-    from tests.conftest import run_cli
+    from tests.support.tools import run_cli
     pki = standard_pki(tmp_path_factory.mktemp("pki"))
     src, _ = example_corpus
     out = tmp_path_factory.mktemp("secure") / "study.p7m"
@@ -305,7 +305,7 @@ def test_reframed_outer_ciphertext_in_large_segments_still_reads(secure_package,
 # ---------------------------------------------------------------- F15: PBKDF2 cost
 
 def _pwri(prf: str, iterations: int):
-    ri = cms_crypto.build_pwri(b"pw", 10_000, os.urandom(32)).chosen
+    ri = keywrap.build_pwri(b"pw", 10_000, os.urandom(32)).chosen
     params = ri["key_derivation_algorithm"]["parameters"]
     ri["key_derivation_algorithm"] = algos.KdfAlgorithm({"algorithm": "pbkdf2", "parameters": algos.Pbkdf2Params({
         "salt": params["salt"], "iteration_count": iterations,
@@ -318,10 +318,10 @@ def test_pbkdf2_cost_is_capped_per_prf(prf, most):
     """F15: 4 x 5,000,000 HMAC-SHA512 iterations took 11 s before trust."""
     start = time.monotonic()
     with pytest.raises(PackageInvalidError, match=f"above the limit of {most:,}"):
-        cms_crypto.unwrap_pwri(_pwri(prf, most + 1), b"pw", legacy=True)
+        keywrap.unwrap_pwri(_pwri(prf, most + 1), b"pw", legacy=True)
     assert time.monotonic() - start < 0.5            # refused before deriving
 
 
 def test_pbkdf2_sha256_keeps_its_limit():
     with pytest.raises(PackageInvalidError, match="above the limit of 5,000,000"):
-        cms_crypto.unwrap_pwri(_pwri("sha256", 5_000_001), b"pw")
+        keywrap.unwrap_pwri(_pwri("sha256", 5_000_001), b"pw")

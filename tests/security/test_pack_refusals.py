@@ -24,9 +24,9 @@ import dicompack.api as dp
 from dicompack import keys
 from dicompack.container import cms
 from dicompack.errors import UsageError
-from tests.conftest import run_cli
 from tests.support.pki import make_cert, rsa_key, save, standard_pki
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import run_cli
 
 
 @pytest.fixture(scope="module")

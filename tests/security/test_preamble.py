@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from tests.conftest import require_tool, run_cli
 from tests.support import synthetic as S
 from tests.support.pki import standard_pki
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import require_tool, run_cli
 
 ZERO = b"\x00" * 128
 

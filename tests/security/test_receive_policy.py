@@ -20,11 +20,11 @@ from pydicom import dcmread
 
 from dicompack.container.manifest import build_manifest
 from dicompack.container.zip import EntryInfo
-from tests.conftest import require_tool, run_cli
 from tests.support import synthetic
 from tests.support.secure import receiver_keys as _keys
 from tests.support.secure import run_hostile as _hostile
 from tests.support.secure import seal_options as _seal
+from tests.support.tools import require_tool, run_cli
 
 
 @pytest.fixture(scope="module")

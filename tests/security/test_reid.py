@@ -28,10 +28,10 @@ from pydicom.sequence import Sequence
 from dicompack.container.cms import CertRecipient, envelope_bytes
 from dicompack.deid import reid
 from dicompack.errors import DicompackError
-from tests.conftest import require_tool, run_cli
 from tests.support import synthetic
 from tests.support.pki import make_recipient
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import require_tool, run_cli
 
 ROOT = "1.2.826.0.1.3680043.2.778"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"

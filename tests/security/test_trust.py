@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from dicompack.container import trust
-from tests.conftest import require_tool, run_cli
 from tests.support.pki import make_cert, rsa_key, save
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import require_tool, run_cli
 
 UNKNOWN_CRITICAL = (x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)
 ID_CT_TSTINFO = "1.2.840.113549.1.9.16.1.4"     # a non-data eContentType openssl can write

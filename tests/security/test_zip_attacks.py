@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from dicompack.container.zip import ZipReader, ZipWriter
-from tests.conftest import require_tool
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import require_tool
 
 MANIFEST = "DICOMPACK.JSON"
 WALL_LIMIT_S = 30

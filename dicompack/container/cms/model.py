@@ -4,14 +4,21 @@ report (SecureInfo, SecureReport)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+RsaEncryptionPadding = Literal["oaep", "pkcs1v15"]
+RsaSignaturePadding = Literal["pkcs1v15", "pss"]
+Digest = Literal["sha256", "sha384", "sha512", "sha1"]   # sha1 only with legacy=True
 
 
 @dataclass(frozen=True)
 class CertRecipient:
     cert: x509.Certificate
-    rsa_padding: str = "oaep"          # 'oaep' (SHA-256) | 'pkcs1v15'; EC certificates use ECDH
+    rsa_padding: RsaEncryptionPadding = "oaep"    # OAEP with SHA-256; EC certificates use ECDH
 
 
 @dataclass(frozen=True)
@@ -22,11 +29,11 @@ class PasswordRecipient:
 
 @dataclass(frozen=True)
 class Signer:
-    key: object
+    key: PrivateKey
     cert: x509.Certificate
-    chain: tuple = ()
-    digest: str = "sha256"
-    rsa_padding: str = "pkcs1v15"      # or 'pss'; EC keys sign with ECDSA
+    chain: tuple[x509.Certificate, ...] = ()
+    digest: Digest = "sha256"
+    rsa_padding: RsaSignaturePadding = "pkcs1v15"   # EC keys sign with ECDSA
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ UnsafeArchiveError, StorageError, UsageError).
 """
 from dicompack.container.zip.extract import extract_atomically
 from dicompack.container.zip.format import METHOD_IDS, EntryInfo, ZipEntry
-from dicompack.container.zip.limits import ZipLimits
+from dicompack.container.zip.limits import MANIFEST_NAME, ZipLimits
 from dicompack.container.zip.names import check_entry_name, collision_key, unsafe_name_reason
 from dicompack.container.zip.reader import ZipReader
 from dicompack.container.zip.spool import EntrySpool, SpooledEntry, compress_bytes, precompressed_zip_size
@@ -28,6 +28,7 @@ __all__ = [
     "EntrySpool",
     "SpooledEntry",
     "ZipEntry",
+    "MANIFEST_NAME",
     "ZipLimits",
     "ZipReader",
     "ZipWriter",

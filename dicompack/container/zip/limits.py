@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The package manifest's entry name (container/manifest.py writes and
+# parses it): the one entry the reader holds to the manifest's size cap
+# while it reads the central directory, before anything is extracted.
+MANIFEST_NAME = "DICOMPACK.JSON"
+
 
 @dataclass(frozen=True)
 class ZipLimits:

@@ -12,7 +12,6 @@ import struct
 from array import array
 from typing import BinaryIO
 
-from dicompack.container.manifest import MANIFEST_NAME
 from dicompack.container.zip.entry_stream import CHUNK, READ, EntryStream
 from dicompack.container.zip.format import (
     CENTRAL_HEADER,
@@ -34,7 +33,7 @@ from dicompack.container.zip.format import (
     decoded_name,
     zip64_values,
 )
-from dicompack.container.zip.limits import ZipLimits
+from dicompack.container.zip.limits import MANIFEST_NAME, ZipLimits
 from dicompack.container.zip.names import NameIndex, check_entry_name, collision_key
 from dicompack.errors import PackageInvalidError, UnsafeArchiveError
 

@@ -38,7 +38,7 @@ def fileset_instance_uid(fileset_id: str, roots: list[Record]) -> str:
     h = hashlib.sha256(b"dicompack-dicomdir\x00" + fileset_id.encode())
     for rec in _depth_first(roots):
         h.update(rec.sop_instance.encode() + b"\x00" + "\\".join(rec.file_id or ()).encode() + b"\x01")
-    return uid_from_digest(h.digest())
+    return uid_from_digest(h.digest(), nbytes=15)   # as every release derived it (see uid_from_digest)
 
 
 def _record_body(rec: Record, next_offset: int, lower_offset: int) -> bytes:

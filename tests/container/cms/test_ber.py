@@ -193,6 +193,8 @@ def test_malformed_cms_is_the_public_error():
 def test_public_functions_never_raise_ber_errors(data):
     with pytest.raises(PackageInvalidError) as info:
         open_secure_package(io.BytesIO(data), io.BytesIO(), password=b"pw")
-    assert not isinstance(info.value, BerError) and "malformed CMS" in info.value.message
+    # Exactly the public error, raised afresh: no internal error as its cause either.
+    assert type(info.value) is PackageInvalidError and "malformed CMS" in info.value.message
+    assert not isinstance(info.value.__cause__, BerError)
     with pytest.raises(PackageInvalidError):
         open_envelope_bytes(data, password=b"pw")

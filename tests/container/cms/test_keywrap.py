@@ -20,7 +20,7 @@ from dicompack.container.cms.ciphers import ContentDecryptor
 from dicompack.container.cms.keywrap import build_pwri, pwri_unwrap, pwri_wrap, unwrap_pwri
 from dicompack.container.cms.recipients import recover_cek
 from dicompack.errors import DecryptionError, PackageInvalidError
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 BLOCK = 16
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from dicompack.container.zip import ZipLimits, ZipReader, ZipWriter, extract_atomically
 from dicompack.errors import DicompackError, PackageInvalidError, UnsafeArchiveError
-from tests.conftest import require_tool
+from tests.support.tools import require_tool
 
 
 def _unzip_t(path: Path) -> None:

@@ -22,9 +22,9 @@ from pydicom.tag import Tag
 
 from dicompack.dcmio import encode_meta
 from dicompack.deid import Deidentifier, DeidOptions
-from tests.conftest import require_tool, run_cli
 from tests.support import synthetic
 from tests.support.run import HOSTILE_RSS_LIMIT_MB, run_cli_measured
+from tests.support.tools import require_tool, run_cli
 
 ROOT = "1.2.826.0.1.3680043.2.779"
 RT_IMAGE = "1.2.840.10008.5.1.4.1.1.481.1"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from dicompack.container import cms
 from dicompack.errors import DicompackError
-from tests.conftest import require_tool, run_cli
 from tests.support.pki import make_cert, name, save, standard_pki
+from tests.support.tools import require_tool, run_cli
 
 # Kept under these names for the modules that import them from here.
 _cert, _save, _name = make_cert, save, name
