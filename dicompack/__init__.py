@@ -58,7 +58,7 @@ from dicompack.report import (
 )
 
 if TYPE_CHECKING:      # the same names, for type checkers (at run time: __getattr__ below)
-    from dicompack.codecs.j2k import J2KMode, J2KOptions
+    from dicompack.codecs.choice import Codec, J2KMode, J2KOptions
     from dicompack.container.cms import CertRecipient, PasswordRecipient, Signer
     from dicompack.deid import DeidOptions
 
@@ -66,8 +66,9 @@ if TYPE_CHECKING:      # the same names, for type checkers (at run time: __getat
 # cryptography, numpy, pydicom and openjpeg into every `import dicompack`
 # and every CLI start, which a plain verify or unpack never needs.
 _LAZY = {
-    "J2KOptions": "dicompack.codecs.j2k",
-    "J2KMode": "dicompack.codecs.j2k",
+    "J2KOptions": "dicompack.codecs.choice",
+    "J2KMode": "dicompack.codecs.choice",
+    "Codec": "dicompack.codecs.choice",
     "DeidOptions": "dicompack.deid",
     "CertRecipient": "dicompack.container.cms",
     "PasswordRecipient": "dicompack.container.cms",
@@ -87,7 +88,7 @@ __all__ = [
     # functions
     "pack", "verify", "unpack", "check", "reidentify", "list_fileset", "build_dicomdir",
     # options and the types they take
-    "PackOptions", "ReceiveOptions", "CertRecipient", "PasswordRecipient", "Signer", "J2KOptions", "J2KMode",
+    "PackOptions", "ReceiveOptions", "CertRecipient", "PasswordRecipient", "Signer", "J2KOptions", "J2KMode", "Codec",
     "DeidOptions", "ZipLimits", "OutputFormat", "ZipMethod",
     # reports
     "ProgressEvent", "ProgressCallback", "Problem", "Finding", "PackReport", "VerifyReport", "UnpackReport",

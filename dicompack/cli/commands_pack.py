@@ -44,7 +44,8 @@ def pack(sources: list[Path] = typer.Argument(..., help="DICOM files or folders 
          keep_preamble: bool = typer.Option(False, "--keep-preamble", help="Keep each file's 128-byte preamble as it is (default: zeroed unless it is a TIFF header, since it can hide an executable: CVE-2019-11687)."),
          aead: bool = typer.Option(False, "--aead", help="AES-256-GCM AuthEnvelopedData (outside the PS3.15 D.1 profile)."),
          legacy: bool = typer.Option(False, "--legacy", help="Allow SHA-1 signatures for old peers."),
-         j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress to JPEG 2000: lossless | ratio:N | psnr:DB."),
+         j2k: Optional[str] = typer.Option(None, "--j2k", help="Recompress pixel data: lossless | ratio:N | psnr:DB (JPEG 2000) | near:N (JPEG-LS)."),
+         codec: Optional[str] = typer.Option(None, "--codec", help="Codec for --j2k: j2k (default, read everywhere) | htj2k (lossless only, fast) | jpegls (lossless or near:N). Alone: lossless. See spec/codecs.md."),
          no_verify: bool = typer.Option(False, "--no-verify", help="Skip decoding each lossless frame again to compare (about 40% faster)."),
          force_lossy: bool = typer.Option(False, "--force-lossy", help="Allow lossy compression of already lossy images."),
          transcode: bool = typer.Option(False, "--transcode", help="With --j2k: also re-encode lossless-compressed sources (RLE; JPEG/JPEG-LS lossless when a decoder is installed)."),
@@ -88,7 +89,7 @@ def pack(sources: list[Path] = typer.Argument(..., help="DICOM files or folders 
         report = api.pack(sources, output, PackOptions(
             fileset_id=fileset_id, format=parse_format(fmt) if fmt else None, zip_method=parse_zip_method(zip_method), skip_invalid=skip_invalid,
             split=parse_size(split) if split else None, descriptor=descriptor, recipients=tuple(recipients), signer=signer,
-            aead=aead, legacy=legacy, per_file=per_file, keep_preamble=keep_preamble, reid_recipients=reid_certs, j2k=j2k_options(j2k, no_verify, force_lossy, transcode),
+            aead=aead, legacy=legacy, per_file=per_file, keep_preamble=keep_preamble, reid_recipients=reid_certs, j2k=j2k_options(j2k, no_verify, force_lossy, transcode, codec),
             deid=deid_options(deidentify, deid_key_file, patient_id=patient_id, patient_name=patient_name,
                                retain_safe_private=retain_safe_private,
                                retain_uids=retain_uids, retain_device_identity=retain_device_identity,

@@ -14,7 +14,7 @@ from dicompack.errors import UsageError
 from dicompack.options import ReceiveOptions
 
 if TYPE_CHECKING:
-    from dicompack.codecs.j2k import J2KOptions
+    from dicompack.codecs.choice import J2KOptions
     from dicompack.container.cms import CertRecipient, PasswordRecipient, Signer
     from dicompack.deid import DeidOptions
 
@@ -56,14 +56,17 @@ def deid_options(enabled: bool, key_file: Optional[Path], **kwargs) -> DeidOptio
     return DeidOptions(key=key, **kwargs)
 
 
-def j2k_options(text: Optional[str], no_verify: bool, force: bool, transcode: bool) -> J2KOptions | None:
-    if text is None:
+def j2k_options(text: Optional[str], no_verify: bool, force: bool, transcode: bool,
+                codec: Optional[str] = None) -> J2KOptions | None:
+    """``--j2k MODE`` and/or ``--codec NAME`` (see codecs.choice.parse_codec_options)."""
+    if text is None and codec is None:
         if transcode:
-            raise UsageError("--transcode goes with --j2k")
+            raise UsageError("--transcode goes with --j2k or --codec")
         return None
-    from dicompack.codecs.j2k import parse_j2k_option  # start-up cost (see above)
-
-    return replace(parse_j2k_option(text), verify=not no_verify, force=force, transcode=transcode)
+    from dicompack.codecs.choice import parse_codec_options  # start-up cost (see above)
+    options = parse_codec_options(codec, text)
+    assert options is not None       # one of the two was given
+    return replace(options, verify=not no_verify, force=force, transcode=transcode)
 
 
 def password_from(password_file: Optional[Path], prompt: bool, confirm: bool) -> bytes | None:

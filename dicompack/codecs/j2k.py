@@ -1,4 +1,6 @@
-"""JPEG 2000 recompression of native Pixel Data, frame by frame.
+"""JPEG 2000 recompression of native Pixel Data, frame by frame; the same
+frame-by-frame driver serves HTJ2K and JPEG-LS (``htj2k``, ``jpegls``: each
+only encodes and decodes one frame), chosen by ``J2KOptions.codec``.
 
 Lossless (1.2.840.10008.1.2.4.90): reversible 5/3 wavelet; RGB goes through
 the reversible colour transform and becomes YBR_RCT (PS3.5 A.4.4, PS3.3
@@ -10,6 +12,8 @@ verification is switched off.
 Lossy (1.2.840.10008.1.2.4.91): irreversible 9/7 wavelet, RGB -> YBR_ICT;
 Lossy Image Compression, Ratio (measured) and Method are set or appended.
 The caller gives the instance a new SOP Instance UID and updates references.
+JPEG-LS near-lossless (.81) is checked by decoding: no sample may differ
+from the source by more than NEAR.
 
 Only one frame is in memory at a time: a 2 GB multi-frame instance needs
 about two frames of RAM.
@@ -20,7 +24,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 import openjpeg
@@ -28,8 +32,11 @@ from pydicom.pixels import get_decoder, iter_pixels
 
 from dicompack import standard
 from dicompack.codecs import opj
-from dicompack.enums import StrEnum
-from dicompack.errors import CompressionError, UsageError
+from dicompack.codecs.choice import Codec, J2KMode, J2KOptions, parse_codec_options, parse_j2k_option
+from dicompack.errors import CompressionError
+
+__all__ = ["LOSSLESS_TS", "LOSSY_TS", "Codec", "J2KMode", "J2KOptions", "J2KResult", "encode_pixel_data",
+           "parse_codec_options", "parse_j2k_option", "pixel_element_skip_reason", "skip_reason"]
 
 LOSSLESS_TS = standard.JPEG_2000_LOSSLESS
 LOSSY_TS = standard.JPEG_2000
@@ -42,44 +49,29 @@ LOSSLESS_SOURCES = {standard.RLE_LOSSLESS: "RLE Lossless", standard.JPEG_LOSSLES
 _OPENJPEG_COLOUR = {"RGB": 1, "YBR_FULL": 3, "MONOCHROME1": 2, "MONOCHROME2": 2, "PALETTE COLOR": 2}
 
 
-class J2KMode(StrEnum):
-    """What ``--j2k`` asks for: the value says how far a lossy mode may go."""
-    LOSSLESS = "lossless"     # reversible 5/3 wavelet, verified by decoding
-    RATIO = "ratio"           # irreversible 9/7 at a compression ratio
-    PSNR = "psnr"             # irreversible 9/7 down to a PSNR (dB)
-
-
 @dataclass(frozen=True)
-class J2KOptions:
-    mode: J2KMode                  # a plain string ('lossless', 'ratio', 'psnr') is accepted and converted
-    value: float | None = None     # the ratio or the PSNR; None for lossless
-    verify: bool = True
-    transcode: bool = False
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        # frozen: the conversion goes through object.__setattr__, as dataclasses do
-        object.__setattr__(self, "mode", J2KMode(self.mode))
-
-    @property
-    def lossy(self) -> bool:
-        return self.mode != J2KMode.LOSSLESS
+class Backend:
+    """One codec as the frame driver uses it."""
+    name: str
+    lossless_ts: str
+    lossy_ts: str
+    method: str                    # Lossy Image Compression Method (PS3.3 C.7.6.1.1.5.2)
+    colour_transform: bool         # RGB -> YBR_RCT / YBR_ICT (JPEG 2000 family)
+    encode: Callable[..., bytes]   # (frame, *, photometric, bits_stored, near) -> codestream
+    decode: Callable[..., np.ndarray]   # (codestream, frame, *, bits_stored, signed) -> values
 
 
-def parse_j2k_option(text: str) -> J2KOptions:
-    """'lossless' | 'ratio:N' | 'psnr:DB'."""
-    if text == J2KMode.LOSSLESS:
-        return J2KOptions(J2KMode.LOSSLESS)
-    kind, _, number = text.partition(":")
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if kind == J2KMode.RATIO and value > 1:
-        return J2KOptions(J2KMode.RATIO, value)
-    if kind == J2KMode.PSNR and value > 0:
-        return J2KOptions(J2KMode.PSNR, value)
-    raise UsageError(f"--j2k takes lossless, ratio:N (N > 1) or psnr:DB, not {text!r}")
+def _backend(codec: Codec) -> Backend:
+    if codec == Codec.J2K:
+        return Backend("JPEG 2000", LOSSLESS_TS, LOSSY_TS, "ISO_15444_1", True, _j2k_encode,
+                       lambda codestream, frame, **_: openjpeg.decode(codestream).reshape(frame.shape))
+    module: Any
+    if codec == Codec.HTJ2K:
+        from dicompack.codecs import htj2k as module  # optional codec: its library loads only when chosen
+    else:
+        from dicompack.codecs import jpegls as module  # optional codec: its library loads only when chosen
+    return Backend(module.NAME, module.LOSSLESS_TS, module.LOSSY_TS, module.METHOD, codec == Codec.HTJ2K,
+                   module.encode, module.decode)
 
 
 @dataclass
@@ -92,6 +84,7 @@ class J2KResult:
     encoded_bytes: int = 0
     ratio: float | None = None
     psnr: float | None = None
+    codec: str = Codec.J2K
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +108,12 @@ def skip_reason(header, source_ts: str, options: J2KOptions) -> str | None:
     photometric = str(header.get("PhotometricInterpretation", ""))
     if photometric not in _OPENJPEG_COLOUR:
         return f"Photometric Interpretation {photometric} is not supported by the J2K stage"
+    if options.codec == Codec.JPEGLS and int(header.get("BitsStored", header.BitsAllocated)) < 2:
+        return "Bits Stored below 2 is not supported by JPEG-LS"
+    if options.mode == J2KMode.NEAR and int(header.get("PixelRepresentation", 0)) == 1:
+        # JPEG-LS codes signed samples as their bit patterns: a near-lossless
+        # error wraps from the largest value to the smallest (PS3.5 A.4.3)
+        return "signed pixel data cannot be compressed near-lossless with JPEG-LS"
     if options.lossy and photometric == "PALETTE COLOR":
         return "palette indices cannot be compressed lossily"
     if options.lossy and str(header.get("LossyImageCompression", "00")) == "01" and not options.force:
@@ -217,11 +216,9 @@ def _mask(arr: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
     return ((unsigned.astype(arr.dtype) << shift) >> shift).astype(arr.dtype)
 
 
-def _encode(frame: np.ndarray, header, options: J2KOptions) -> bytes:
+def _j2k_encode(frame: np.ndarray, *, photometric: str, bits_stored: int, options: J2KOptions) -> bytes:
     """Through openjpeg's C API with arithmetic coding bypass (see opj.py);
     pylibjpeg-openjpeg's encoder where that API cannot be used."""
-    photometric = str(header.PhotometricInterpretation)
-    bits_stored = int(header.get("BitsStored", header.BitsAllocated))
     ratio = options.value if options.mode == J2KMode.RATIO else None
     psnr = options.value if options.mode == J2KMode.PSNR else None
     if opj.available():
@@ -288,24 +285,36 @@ def _source_frames(src: BinaryIO, pixel_offset: int, header, source_ts: str, fra
 def _encode_frame(frame: np.ndarray, header, options: J2KOptions, bits_stored: int,
                   where: str) -> tuple[bytes, float]:
     """Encode one frame and check it: lossless must decode to the same
-    values; a PSNR request must be met (the encoder's own PSNR target is
-    approximate, so it is raised by 1 dB at a time, up to 4 times)."""
+    values; near-lossless must stay within NEAR of every sample; a PSNR
+    request must be met (the encoder's own PSNR target is approximate, so it
+    is raised by 1 dB at a time, up to 4 times)."""
+    backend = _backend(options.codec)
+    photometric = str(header.PhotometricInterpretation)
+    signed = int(header.get("PixelRepresentation", 0)) == 1
     attempt = options
     for _ in range(5):
         try:
-            codestream = _encode(frame, header, attempt)
+            codestream = backend.encode(frame, photometric=photometric, bits_stored=bits_stored, options=attempt)
         except opj.EncodeError as exc:   # our encoder's own error: wrapped here, at the codec boundary
-            raise CompressionError(f"JPEG 2000 encoding failed: {exc}", where=where) from None
-        except Exception as exc:   # pylibjpeg-openjpeg's encoder reports failures as various types
-            raise CompressionError(f"JPEG 2000 encoding failed: {exc}", where=where) from None
+            raise CompressionError(f"{backend.name} encoding failed: {exc}", where=where) from None
+        except Exception as exc:   # the codec libraries report failures as various types
+            raise CompressionError(f"{backend.name} encoding failed: {exc}", where=where) from None
         if not (options.verify or options.lossy):
             return codestream, math.inf
-        decoded = openjpeg.decode(codestream).reshape(frame.shape)
+        try:
+            decoded = backend.decode(codestream, frame, bits_stored=bits_stored, signed=signed)
+        except Exception as exc:   # noqa: BLE001 - a decoder's failure on our own output: the frame fails
+            raise CompressionError(f"{backend.name} output does not decode: {exc}", where=where) from None
         if not options.lossy:
             if not np.array_equal(decoded, frame):
                 raise CompressionError("lossless round trip differs from the source", where=where)
             return codestream, math.inf
         psnr = _psnr(frame, decoded, bits_stored)
+        if options.mode == J2KMode.NEAR:
+            error = int(np.max(np.abs(decoded.astype(np.int64) - frame.astype(np.int64)), initial=0))
+            if error > _target(options):
+                raise CompressionError(f"near-lossless error {error} exceeds NEAR {_target(options):g}", where=where)
+            return codestream, psnr
         if options.mode != J2KMode.PSNR or psnr >= _target(options):
             return codestream, psnr
         attempt = J2KOptions(J2KMode.PSNR, _target(attempt) + 1.0)
@@ -322,8 +331,9 @@ def _target(options: J2KOptions) -> float:
 def _update_header(header, options: J2KOptions, frames: int, source_bytes: int, encoded: int,
                    psnr: float) -> J2KResult:
     ratio = source_bytes / encoded if encoded else None
+    backend = _backend(options.codec)
     photometric = str(header.PhotometricInterpretation)
-    if photometric == "RGB":
+    if photometric == "RGB" and backend.colour_transform:
         header.PhotometricInterpretation = "YBR_ICT" if options.lossy else "YBR_RCT"
     if int(header.get("SamplesPerPixel", 1)) > 1:
         header.PlanarConfiguration = 0
@@ -333,10 +343,11 @@ def _update_header(header, options: J2KOptions, frames: int, source_bytes: int, 
     if options.lossy:
         header.LossyImageCompression = "01"
         header.LossyImageCompressionRatio = _appended(header, "LossyImageCompressionRatio", f"{ratio:.2f}")
-        header.LossyImageCompressionMethod = _appended(header, "LossyImageCompressionMethod", "ISO_15444_1")
-    return J2KResult(True, "", LOSSY_TS if options.lossy else LOSSLESS_TS, frames, source_bytes, encoded,
+        header.LossyImageCompressionMethod = _appended(header, "LossyImageCompressionMethod", backend.method)
+    syntax = backend.lossy_ts if options.lossy else backend.lossless_ts
+    return J2KResult(True, "", syntax, frames, source_bytes, encoded,
                      round(ratio, 3) if ratio else None,
-                     None if not options.lossy else (round(psnr, 2) if psnr != math.inf else None))
+                     None if not options.lossy else (round(psnr, 2) if psnr != math.inf else None), str(options.codec))
 
 
 def _appended(header, keyword: str, value: str) -> list:

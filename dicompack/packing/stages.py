@@ -99,7 +99,8 @@ def _j2k_summary(outcomes, options) -> dict:
     src = sum(d["source_bytes"] for d in done)
     enc = sum(d["encoded_bytes"] for d in done)
     psnrs = [d["psnr"] for d in done if d.get("psnr") is not None]
-    return {"mode": options.mode, "value": options.value, "verified": options.verify and not options.lossy,
+    return {"codec": options.codec, "mode": options.mode, "value": options.value,
+            "verified": options.verify and not options.lossy,
             "encoded_instances": len(done), "frames": sum(d["frames"] for d in done),
             "kept": dict(Counter(o.note for o in outcomes if not o.j2k)),
             "source_bytes": src, "encoded_bytes": enc, "ratio": round(src / enc, 3) if enc else None,

@@ -240,9 +240,12 @@ def _j2k_skip_reason(ds: Dataset, scan: ScanResult, spec: TransformSpec, out: Ou
     return reason
 
 
+_CODEC_NAMES = {j2k.Codec.J2K: "JPEG 2000", j2k.Codec.HTJ2K: "HTJ2K", j2k.Codec.JPEGLS: "JPEG-LS"}
+
+
 def _encode_pixels(ds: Dataset, scan: ScanResult, spec: TransformSpec, out: Outcome, pixel_part: IO[bytes],
                    on_frame: Callable[[int], None]) -> str:
-    """JPEG 2000 into ``pixel_part`` when asked for and possible; return the
+    """JPEG 2000 (or HTJ2K, JPEG-LS) into ``pixel_part`` when asked for and possible; return the
     transfer syntax of the Pixel Data that will be written."""
     if spec.j2k is None or scan.pixel_offset is None:
         return scan.transfer_syntax
@@ -250,7 +253,7 @@ def _encode_pixels(ds: Dataset, scan: ScanResult, spec: TransformSpec, out: Outc
     if reason is not None:
         out.note = _kept(reason)
         return scan.transfer_syntax
-    with _stage(out, "J2K", "JPEG 2000 encoding failed"), open(scan.path, "rb") as src:
+    with _stage(out, "J2K", f"{_CODEC_NAMES[spec.j2k.codec]} encoding failed"), open(scan.path, "rb") as src:
         result = j2k.encode_pixel_data(src, scan.pixel_offset, ds, scan.transfer_syntax, spec.j2k,
                                        pixel_part, where=scan.path, on_frame=on_frame)
     out.j2k = result.to_dict()
