@@ -78,7 +78,7 @@ def emit_volume(stack: ExitStack, target, stream: bool, fmt: str, layout, option
         def write_zip_to(sink):
             return writers.write_zip(sink, layout, progress=progress, fileset_id=options.fileset_id,
                                      method=options.zip_method, summary=summary, package_uid=package_uid,
-                                     volume=volume)
+                                     volume=volume, level=options.zip_level, workers=options.jobs)
     if fmt == "secure":
         info, entries = writers.write_secure(out, write_zip_to, recipients=list(options.recipients),
                                          signer=options.signer, aead=options.aead, legacy=options.legacy)

@@ -11,12 +11,14 @@ import io
 import os
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from dicompack import fileset as fs
 from dicompack.container.manifest import MANIFEST_NAME, build_manifest
 from dicompack.container.zip import (
+    DEFAULT_ZIP_LEVEL,
     EntryInfo,
     EntrySpool,
     SpooledEntry,
@@ -59,7 +61,8 @@ def plan_volumes(stack: ExitStack, dest: Path, fmt: str, layout: Layout, options
     spool: EntrySpool | None = None
     spooled: dict[str, SpooledEntry] = {}
     if fmt != "dir":
-        spool = stack.enter_context(EntrySpool(stack.enter_context(private_tempdir("spool")) / "entries"))
+        spool = stack.enter_context(EntrySpool(stack.enter_context(private_tempdir("spool")) / "entries",
+                                               level=options.zip_level, workers=options.jobs))
         spooled = spool_instances(layout, spool, options.zip_method, progress)
 
     def build(scans: list, volume: tuple[int, int]):
@@ -70,7 +73,8 @@ def plan_volumes(stack: ExitStack, dest: Path, fmt: str, layout: Layout, options
             return vol, folder_volume_size(vol, fileset_id=options.fileset_id, summary=vol_summary,
                                                package_uid=package_uid, volume=volume, sealed=sealed)
         prepared = prepare_zip_volume(vol, spooled, fileset_id=options.fileset_id, method=options.zip_method,
-                                          summary=vol_summary, package_uid=package_uid, volume=volume)
+                                          summary=vol_summary, package_uid=package_uid, volume=volume,
+                                          level=options.zip_level)
         return prepared, sealed.bound(prepared.zip_size) if sealed else prepared.zip_size
 
     widest = 10 ** len(str(len(layout.leaves))) - 1     # the volume numbers are not known while planning
@@ -111,17 +115,17 @@ def instance_bytes(scan: ScanResult) -> int:
 
 
 def spool_instances(layout: Layout, spool: EntrySpool, method: str, progress: Progress) -> dict[str, SpooledEntry]:
-    """Compress every instance (and the descriptor) once; keyed by source path."""
+    """Compress every instance (and the descriptor) once, ahead on the
+    spool's threads; keyed by source path."""
     spooled: dict[str, SpooledEntry] = {}
     if layout.descriptor:
         with open(layout.descriptor, "rb") as src:
             spooled[DESCRIPTOR_KEY] = spool.add_stream(src, method="deflate")
     total, done = len(layout.leaves), 0
-    for n, leaf in enumerate(layout.leaves, 1):
-        scan = source_of(leaf)
-        with open_instance(scan) as src:
-            entry = spool.add_stream(src, method=entry_method(leaf.transfer_syntax, method))
-        spooled[scan.path] = entry
+    items = ((source_of(leaf).path, partial(open_instance, source_of(leaf)),
+              entry_method(leaf.transfer_syntax, method)) for leaf in layout.leaves)
+    for n, (path, entry) in enumerate(spool.add_streams(items), 1):
+        spooled[path] = entry
         done += entry.info.size
         if n % 32 == 0 or n == total:
             progress("zip", n, total, done)
@@ -138,12 +142,13 @@ class ZipVolume:
 
 
 def prepare_zip_volume(layout: Layout, spooled: dict[str, SpooledEntry], *, fileset_id: str, method: str,
-                       summary: dict, package_uid: str, volume: tuple[int, int]) -> ZipVolume:
+                       summary: dict, package_uid: str, volume: tuple[int, int],
+                       level: int = DEFAULT_ZIP_LEVEL) -> ZipVolume:
     """The same entries, in the same order, as ``write_zip`` writes."""
     entries: list[EntryInfo] = []
     sources: list = []     # bytes (compressed, in memory) or a SpooledEntry
     info, data = compress_bytes("DICOMDIR", dicomdir_bytes(layout, fileset_id),
-                                entry_method(EXPLICIT_VR_LITTLE_ENDIAN, method))
+                                entry_method(EXPLICIT_VR_LITTLE_ENDIAN, method), level)
     entries.append(info)
     sources.append(data)
     named = [(DESCRIPTOR_KEY, "/".join(DESCRIPTOR_FILE_ID))] if layout.descriptor else []
@@ -153,7 +158,7 @@ def prepare_zip_volume(layout: Layout, spooled: dict[str, SpooledEntry], *, file
         entries.append(replace(entry.info, name=name))
         sources.append(entry)
     manifest = build_manifest(entries, package_uid=package_uid, fileset_summary=summary, volume=volume)
-    info, data = compress_bytes(MANIFEST_NAME, manifest, "deflate")
+    info, data = compress_bytes(MANIFEST_NAME, manifest, "deflate", level)
     entries.append(info)
     sources.append(data)
     return ZipVolume(layout, entries, sources)

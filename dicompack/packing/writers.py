@@ -9,11 +9,13 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from dicompack.container.manifest import MANIFEST_NAME, build_manifest
 from dicompack.container.zip import (
+    DEFAULT_ZIP_LEVEL,
     EntryInfo,
     ZipWriter,
 )
@@ -160,20 +162,21 @@ def copy_descriptor(src: Path, dest: Path) -> int:
 
 def write_zip(out: BinaryIO, layout: Layout, *, fileset_id: str, method: str, summary: dict,
               progress: Progress, package_uid: str | None = None,
-              volume: tuple[int, int] = (1, 1)) -> list[EntryInfo]:
-    """Stream the File-set into a ZIP on ``out`` (which may be a pipe)."""
+              volume: tuple[int, int] = (1, 1), level: int = DEFAULT_ZIP_LEVEL,
+              workers: int | None = None) -> list[EntryInfo]:
+    """Stream the File-set into a ZIP on ``out`` (which may be a pipe);
+    instances are compressed ahead on ``workers`` threads at ``level``."""
     entries: list[EntryInfo] = []
     total = len(layout.leaves)
     done_bytes = 0
-    with ZipWriter(out) as zw:
+    with ZipWriter(out, level=level, workers=workers) as zw:
         entries.append(zw.add_bytes("DICOMDIR", dicomdir_bytes(layout, fileset_id),
                                     method=entry_method(EXPLICIT_VR_LITTLE_ENDIAN, method)))
         if layout.descriptor:
             entries.append(zw.add_file("/".join(DESCRIPTOR_FILE_ID), layout.descriptor))
-        for n, leaf in enumerate(layout.leaves, 1):
-            with open_instance(source_of(leaf)) as src:
-                info = zw.add_stream(file_id_text(leaf), src,
-                                     method=entry_method(leaf.transfer_syntax, method))
+        items = ((file_id_text(leaf), partial(open_instance, source_of(leaf)),
+                  entry_method(leaf.transfer_syntax, method)) for leaf in layout.leaves)
+        for n, info in enumerate(zw.add_streams(items), 1):
             entries.append(info)
             done_bytes += info.size
             if n % 32 == 0 or n == total:

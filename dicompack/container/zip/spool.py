@@ -3,12 +3,15 @@ spool, volumes assembled from their compressed bytes, every volume's size
 known to the byte before it is written."""
 from __future__ import annotations
 
-import io
+import hashlib
 import os
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from dicompack.container.zip.deflate import DEFAULT_LEVEL, Deflater, compress_whole
 from dicompack.container.zip.format import (
     CENTRAL_HEADER,
     EOCD64_RECORD,
@@ -20,7 +23,6 @@ from dicompack.container.zip.format import (
     EntryInfo,
     needs_zip64_local,
 )
-from dicompack.container.zip.writer import compress_into, compressor
 from dicompack.errors import StorageError
 
 # ---------------------------------------------------------------- precompressed entries
@@ -40,9 +42,11 @@ class SpooledEntry:
 
 
 class EntrySpool:
-    """One private file holding compressed entries back to back."""
+    """One private file holding compressed entries back to back, compressed
+    ahead on ``workers`` threads at ``level`` (``deflate.Deflater``)."""
 
-    def __init__(self, path, *, chunk_size: int = 1 << 20):
+    def __init__(self, path, *, chunk_size: int = 1 << 20, level: int = DEFAULT_LEVEL, workers: int | None = None):
+        self._deflater = Deflater(level=level, workers=workers)
         self._f = open(path, "w+b")
         self._chunk = chunk_size
 
@@ -53,12 +57,29 @@ class EntrySpool:
         self.close()
 
     def close(self) -> None:
+        self._deflater.close()
         self._f.close()
 
     def add_stream(self, src: BinaryIO, *, method: str) -> SpooledEntry:
+        """One entry from ``src`` (read to its end, not closed)."""
+        return next(self.add_streams([(None, lambda: nullcontext(src), method)]))[1]
+
+    def add_streams(self, items: Iterable[tuple[Any, Callable, str]]) -> Iterator[tuple[Any, SpooledEntry]]:
+        """Entries ``(key, open, method)`` in order (``open()`` as for
+        ``ZipWriter.add_streams``); yields ``(key, entry)`` as each is spooled."""
+        keyed = (((key, method), open_src, method) for key, open_src, method in items)
         offset = self._f.seek(0, os.SEEK_END)
-        crc, size, csize, sha256 = compress_into(src, compressor(method), self._f.write, self._chunk)
-        return SpooledEntry(EntryInfo("", size, csize, crc, sha256, method), offset)
+        pieces = self._deflater.pieces(keyed)
+        try:
+            for piece in pieces:
+                self._f.write(piece.data)
+                if piece.done is not None:
+                    (key, method), done = piece.key, piece.done
+                    info = EntryInfo("", done.size, done.compressed_size, done.crc32, done.sha256, method)
+                    yield key, SpooledEntry(info, offset)
+                    offset += done.compressed_size
+        finally:
+            pieces.close()
 
     def chunks(self, entry: SpooledEntry) -> Iterator[bytes]:
         """The compressed bytes of ``entry``, read with pread (the spool's
@@ -74,11 +95,10 @@ class EntrySpool:
             yield chunk
 
 
-def compress_bytes(name: str, data: bytes, method: str) -> tuple[EntryInfo, bytes]:
+def compress_bytes(name: str, data: bytes, method: str, level: int = DEFAULT_LEVEL) -> tuple[EntryInfo, bytes]:
     """An in-memory entry (DICOMDIR, manifest) compressed for add_precompressed."""
-    out = io.BytesIO()
-    crc, size, csize, sha256 = compress_into(io.BytesIO(data), compressor(method), out.write, 1 << 20)
-    return EntryInfo(name, size, csize, crc, sha256, method), out.getvalue()
+    packed = bytes(compress_whole(data, method, level))
+    return EntryInfo(name, len(data), len(packed), zlib.crc32(data), hashlib.sha256(data).hexdigest(), method), packed
 
 
 

@@ -1,22 +1,22 @@
-"""ZipWriter: entries are compressed chunk by chunk, so memory is flat
-whatever their size; CRC-32 and SHA-256 are computed on the way.  On a
+"""ZipWriter: entries are compressed ahead on a thread pool (deflate.py),
+piece by piece, so memory is bounded whatever their size; CRC-32 and
+SHA-256 are computed on the way.  On a
 seekable output the local headers are patched afterwards (best for old
 readers); on a non-seekable one (pipe, HTTP response) data descriptors are
 used.  ZIP64 records appear only where sizes, offsets or the entry count
 need them."""
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
 import struct
-import zlib
-from collections.abc import Callable, Iterable
-from typing import BinaryIO, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import BinaryIO
 
-import zstandard
-
+from dicompack.container.zip.deflate import DEFAULT_LEVEL, Deflater, Digest
 from dicompack.container.zip.format import (
     CENTRAL_HEADER,
     CENTRAL_SIG,
@@ -42,34 +42,34 @@ from dicompack.enums import ZipMethod
 from dicompack.errors import PackageInvalidError, StorageError, UsageError
 
 
-class Compressor(Protocol):
-    """What zlib's and zstandard's compression objects have in common."""
-
-    def compress(self, data: bytes, /) -> bytes: ...
-
-    def flush(self) -> bytes: ...
-
-
 def _dos_time(ts: tuple) -> tuple[int, int]:
     year, month, day, hour, minute, second = ts
     return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
 
 
-def compressor(method: str) -> Compressor | None:
-    """A compressor for ``method``; None for store."""
-    if method == ZipMethod.DEFLATE:
-        return zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-    if method == ZipMethod.ZSTD:
-        return zstandard.ZstdCompressor(level=3).compressobj()
-    if method == ZipMethod.STORE:
-        return None
-    raise UsageError(f"unknown ZIP method {method!r}")
+@dataclass(frozen=True)
+class _Open:
+    """An entry whose local header is written and whose data is coming."""
+    name: str
+    method: str
+    encoded: bytes
+    flags: int
+    offset: int
+    version: int
+    extra: bool
 
 
 class ZipWriter:
-    """Streams entries into a ZIP on ``dest``."""
+    """Streams entries into a ZIP on ``dest``, in the order given.
 
-    def __init__(self, dest: BinaryIO, *, timestamp=(1980, 1, 1, 0, 0, 0), chunk_size: int = 1 << 20):
+    Entries are compressed ahead by ``deflate.Deflater`` on ``workers``
+    threads (default: every core) at ``level`` (1-12, libdeflate's scale);
+    ``add_streams`` keeps the pool busy across entries, ``add_stream`` adds
+    one.  The bytes written do not depend on ``workers``."""
+
+    def __init__(self, dest: BinaryIO, *, timestamp=(1980, 1, 1, 0, 0, 0), chunk_size: int = 1 << 20,
+                 level: int = DEFAULT_LEVEL, workers: int | None = None, window: int | None = None):
+        self._deflater = Deflater(level=level, workers=workers, window=window)
         self._out = dest
         self._seekable = _is_seekable(dest)
         self._pos = dest.tell() if self._seekable else 0
@@ -85,6 +85,7 @@ class ZipWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        self._deflater.close()
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
@@ -108,6 +109,32 @@ class ZipWriter:
 
     def add_stream(self, name: str, src: BinaryIO, *, method: str = ZipMethod.DEFLATE,
                    size_hint: int | None = None) -> EntryInfo:
+        """One entry from ``src`` (read to its end, not closed)."""
+        return next(iter(self.add_streams([(name, lambda: nullcontext(src), method)], size_hint=size_hint)))
+
+    def add_streams(self, items: Iterable[tuple[str, Callable, str]], *,
+                    size_hint: int | None = None) -> Iterator[EntryInfo]:
+        """Entries ``(name, open, method)`` in order: ``open()`` gives a
+        context manager of the entry's stream, opened when its turn to be
+        read comes and closed at its end.  Yields each entry's info once it
+        is written; the next entries are read and compressed meanwhile."""
+        entry: _Open | None = None
+        keyed = (((name, method), open_src, method) for name, open_src, method in items)
+        pieces = self._deflater.pieces(keyed)
+        try:
+            for piece in pieces:
+                if entry is None:
+                    # A whole entry (one piece) has its size known: no ZIP64 field unless needed.
+                    name, method = piece.key
+                    entry = self._begin(name, method, piece.done.size if piece.done else size_hint)
+                self._write(piece.data)
+                if piece.done is not None:
+                    yield self._end(entry, piece.done)
+                    entry = None
+        finally:
+            pieces.close()     # stops reading ahead; closes the entry being read
+
+    def _begin(self, name: str, method: str, size_hint: int | None) -> _Open:
         encoded, flags = self._claim(name)
         if not self._seekable:
             flags |= FLAG_DESCRIPTOR
@@ -116,23 +143,22 @@ class ZipWriter:
         offset = self._pos
         extra = struct.pack("<HHQQ", 1, 16, 0, 0) if big and self._seekable else b""
         version = 45 if extra or self._pos >= U32_MAX else 20
-        comp = compressor(method)
         self._write(LOCAL_HEADER.pack(LOCAL_SIG, version, flags, METHOD_IDS[method], self._time, self._date,
                                 0, U32_MAX if extra else 0, U32_MAX if extra else 0,
                                 len(encoded), len(extra)) + encoded + extra)
-        crc, size, csize, sha256 = self._copy_data(src, comp)
-        info = EntryInfo(name, size, csize, crc, sha256, method)
+        return _Open(name, method, encoded, flags, offset, version, bool(extra))
+
+    def _end(self, entry: _Open, done: Digest) -> EntryInfo:
+        crc, size, csize = done.crc32, done.size, done.compressed_size
+        info = EntryInfo(entry.name, size, csize, crc, done.sha256, entry.method)
         zip64 = size >= U32_MAX or csize >= U32_MAX
-        if flags & FLAG_DESCRIPTOR:
+        if entry.flags & FLAG_DESCRIPTOR:
             fmt = "<IIQQ" if zip64 else "<IIII"
             self._write(struct.pack(fmt, DESCRIPTOR_SIG, crc, csize, size))
         else:
-            self._patch_local(offset, len(encoded), crc, csize, size, bool(extra))
-        self._central.append(self._central_record(info, flags, offset, encoded, version))
+            self._patch_local(entry.offset, len(entry.encoded), crc, csize, size, entry.extra)
+        self._central.append(self._central_record(info, entry.flags, entry.offset, entry.encoded, entry.version))
         return info
-
-    def _copy_data(self, src: BinaryIO, comp: Compressor | None) -> tuple[int, int, int, str]:
-        return compress_into(src, comp, self._write, self._chunk)
 
     def add_precompressed(self, info: EntryInfo, chunks: Iterable[bytes]) -> EntryInfo:
         """Add an entry compressed earlier (``EntrySpool``): ``chunks`` are
@@ -193,6 +219,7 @@ class ZipWriter:
                              (stat.S_IFREG | 0o644) << 16, off) + encoded + extra
 
     def close(self) -> None:
+        self._deflater.close()
         if self._closed:
             return
         self._closed = True
@@ -216,28 +243,3 @@ def _is_seekable(f) -> bool:
         return f.seekable()
     except (AttributeError, ValueError, OSError):
         return False
-
-
-def compress_into(src: BinaryIO, comp: Compressor | None, write: Callable[[bytes], object],
-                  chunk_size: int) -> tuple[int, int, int, str]:
-    """Read ``src`` to its end, compressing (``comp`` None: storing) into
-    ``write``; CRC-32 and SHA-256 of the uncompressed bytes on the way.
-    Returns (CRC-32, size, compressed size, SHA-256 hex)."""
-    crc, size, csize, sha = 0, 0, 0, hashlib.sha256()
-    while True:
-        chunk = src.read(chunk_size)
-        if not chunk:
-            break
-        crc = zlib.crc32(chunk, crc)
-        sha.update(chunk)
-        size += len(chunk)
-        out = comp.compress(chunk) if comp else chunk
-        if out:
-            csize += len(out)
-            write(out)
-    if comp:
-        tail = comp.flush()
-        csize += len(tail)
-        write(tail)
-    return crc, size, csize, sha.hexdigest()
-
