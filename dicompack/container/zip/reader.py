@@ -9,7 +9,9 @@ import io
 import os
 import stat
 import struct
+import threading
 from array import array
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from dicompack.container.zip.entry_stream import CHUNK, READ, EntryStream
@@ -58,6 +60,9 @@ class ZipReader:
         # entry where a dict took ~100.
         self._header_offsets = array("Q")
         self._data_offsets = array("Q")
+        # Entries may be extracted by several threads: each seek + read of
+        # the one file object is done under this lock.
+        self._lock = threading.Lock()
         try:
             self._raw = self._read_central_directory()
         except (struct.error, ValueError, OverflowError) as exc:
@@ -81,8 +86,9 @@ class ZipReader:
     def _read_at(self, pos: int, n: int) -> bytes:
         if pos < 0 or n < 0 or pos + n > self._size:
             raise PackageInvalidError(f"ZIP structure points outside the file (byte {pos})", where="ZIP")
-        self._f.seek(pos)
-        return self._f.read(n)
+        with self._lock:
+            self._f.seek(pos)
+            return self._f.read(n)
 
     def _read_central_directory(self) -> list[ZipEntry]:
         tail_len = min(self._size, 22 + 65535)
@@ -259,12 +265,20 @@ class ZipReader:
 
     def open(self, e: ZipEntry) -> BinaryIO:
         """A streaming reader of the entry's content, checked at its end."""
+        return io.BufferedReader(self._stream(e), CHUNK)
+
+    def content(self, e: ZipEntry) -> Iterator[bytes]:
+        """The entry's content in checked pieces of at most CHUNK bytes
+        (no copy); the CRC and size are checked after the last.  Several
+        entries may be read at once from different threads."""
+        return self._stream(e).chunks()
+
+    def _stream(self, e: ZipEntry) -> EntryStream:
         self.entries()      # never decompress anything before the whole archive is checked
         i = bisect.bisect_left(self._header_offsets, e.header_offset)
         if i == len(self._header_offsets) or self._header_offsets[i] != e.header_offset:
             raise PackageInvalidError("not an entry of this ZIP", where=e.name)
-        start = self._data_offsets[i]
-        return io.BufferedReader(EntryStream(self._f, start, e, self.limits), CHUNK)
+        return EntryStream(self._f, self._data_offsets[i], e, self.limits, self._lock)
 
     def read(self, name: str) -> bytes:
         entry = next((e for e in self.entries() if e.name == name), None)
