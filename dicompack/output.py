@@ -11,7 +11,7 @@ import signal
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -30,14 +30,7 @@ def temp_prefix(name: str) -> str:
 def sweep_stale(parent: Path) -> list[str]:
     """Remove temporaries in ``parent`` left by runs that no longer exist."""
     removed: list[str] = []
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return removed
-    for name in names:
-        m = _STALE.search(name)
-        if not m or _alive(int(m.group(1))):
-            continue
+    for name, _pid in _dead_runs(parent):
         path = Path(parent) / name
         try:
             # Only our own: in a shared folder (/tmp) another user's
@@ -126,13 +119,8 @@ def _sweep_marked(where: Path) -> list[str]:
     the folder still carries our mark and that very PID in its name, is ours
     and is a real folder (a marker cannot be turned against anything else)."""
     removed: list[str] = []
-    try:
-        names = os.listdir(where)
-    except OSError:
-        return removed
-    for name in names:
-        m = _STALE.search(name)
-        if not name.startswith(f".{_MARKER}{TMP_MARK}") or not m or _alive(int(m.group(1))):
+    for name, pid in _dead_runs(where):
+        if not name.startswith(f".{_MARKER}{TMP_MARK}"):
             continue
         marker = where / name
         try:
@@ -141,13 +129,26 @@ def _sweep_marked(where: Path) -> list[str]:
                 continue
             with open(marker, "rb") as f:
                 folder = Path(os.fsdecode(f.read(_MARKER_LIMIT)))
-            if _removable(folder, m.group(1)):
+            if _removable(folder, pid):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(str(folder))
             marker.unlink(missing_ok=True)
         except (OSError, ValueError):
             continue
     return removed
+
+
+def _dead_runs(folder: Path) -> Iterator[tuple[str, str]]:
+    """(name, PID) of every entry of ``folder`` named by a run of ours whose
+    process no longer exists (nothing when the folder cannot be listed)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = _STALE.search(name)
+        if m and not _alive(int(m.group(1))):
+            yield name, m.group(1)
 
 
 def _removable(folder: Path, pid: str) -> bool:

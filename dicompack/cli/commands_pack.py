@@ -17,7 +17,8 @@ from dicompack.cli.options import (
     signer_from,
 )
 from dicompack.options import PackOptions, parse_zip_level
-from dicompack.packing.refusals import check_transport, output_format, parse_format, parse_zip_method
+from dicompack.packing.refusals import check_transport, output_format, parse_format
+from dicompack.packing.writers import parse_zip_method
 
 
 @app.command()

@@ -15,7 +15,6 @@ from dicompack.packing.inputs import preamble_stage, scan_inputs, source_paths
 from dicompack.packing.refusals import check_key_material, check_transport, output_format, protection_options
 from dicompack.packing.stages import transform_stage
 from dicompack.report import PackReport, Progress
-from dicompack.standard import EXPLICIT_VR_LITTLE_ENDIAN
 
 
 def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
@@ -23,7 +22,7 @@ def pack(sources, dest, options: PackOptions = PackOptions()) -> PackReport:
     a folder, a ZIP file, or any writable binary stream (non-seekable too)."""
     validate_fileset_id(options.fileset_id)
     fmt = output_format(dest, options.format)
-    writers.entry_method(EXPLICIT_VR_LITTLE_ENDIAN, options.zip_method)  # validate early
+    writers.parse_zip_method(options.zip_method)      # refused before any work
     stream = writers.is_stream(dest) or str(dest) == "-"
     check_transport(fmt, stream=stream, per_file=options.per_file, protection=protection_options(options),
                     recipients=bool(options.recipients))

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicompack.enums import OutputFormat, ZipMethod
+from dicompack.enums import OutputFormat
 from dicompack.errors import UsageError
 from dicompack.options import PackOptions
 from dicompack.packing import writers
-from dicompack.packing.writers import ZIP_METHODS
 
 FORMATS = tuple(f.value for f in OutputFormat)
 
@@ -19,13 +18,6 @@ def parse_format(text: str) -> OutputFormat:
     if text not in FORMATS:
         raise UsageError(f"unknown format {text!r} (one of {', '.join(FORMATS)})")
     return OutputFormat(text)
-
-
-def parse_zip_method(text: str) -> ZipMethod:
-    """``--zip-method`` / ``PackOptions.zip_method`` as given by a caller."""
-    if text not in ZIP_METHODS:
-        raise UsageError(f"unknown ZIP method {text!r} (one of {', '.join(ZIP_METHODS)})")
-    return ZipMethod(text)
 
 
 def output_format(dest, requested: str | None) -> OutputFormat:

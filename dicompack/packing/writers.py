@@ -34,12 +34,17 @@ ZIP_METHODS = tuple(m.value for m in ZipMethod)
 CMS_CHUNK = 1 << 20             # plaintext bytes per OCTET STRING segment of our CMS writer
 
 
+def parse_zip_method(text: str) -> ZipMethod:
+    """``--zip-method`` / ``PackOptions.zip_method`` as given by a caller."""
+    if text not in ZIP_METHODS:
+        raise UsageError(f"unknown ZIP method {text!r} (one of {', '.join(ZIP_METHODS)})")
+    return ZipMethod(text)
+
+
 def entry_method(transfer_syntax: str, choice: str) -> str:
     """How to store one entry: ``choice``, or for "auto" deflate native
     Pixel Data only (encapsulated, already compressed syntaxes gain nothing)."""
-    if choice not in ZIP_METHODS:
-        raise UsageError(f"unknown ZIP method {choice!r} (one of {', '.join(ZIP_METHODS)})")
-    if choice != "auto":
+    if parse_zip_method(choice) != ZipMethod.AUTO:
         return choice
     return "deflate" if transfer_syntax in NATIVE_SYNTAXES else "store"
 

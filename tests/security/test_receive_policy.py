@@ -7,7 +7,6 @@ instances dropped silently when merging; --force deleting the old
 destination before the new one is in place."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,9 +17,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicompack.container.manifest import build_manifest
-from dicompack.container.zip import EntryInfo
 from tests.support import synthetic
+from tests.support.secure import plain_volume_zip
 from tests.support.secure import receiver_keys as _keys
 from tests.support.secure import run_hostile as _hostile
 from tests.support.secure import seal_options as _seal
@@ -272,22 +270,6 @@ def test_rebuild_still_checks_a_dicompack_manifest(plain_zip, work):
     assert not (work / "out").exists()
 
 
-def _volume_zip(folder: Path, out: Path, package_uid: str, volume: tuple[int, int]) -> Path:
-    """A ZIP volume of ``folder`` with a consistent manifest (what a
-    malicious sender, or anyone with plain volumes, can make)."""
-    run_cli("dicomdir", folder, check=True)
-    entries = []
-    with zipfile.ZipFile(out, "w") as zf:
-        for p in sorted(p for p in folder.rglob("*") if p.is_file()):
-            data = p.read_bytes()
-            name = p.relative_to(folder).as_posix()
-            zf.writestr(name, data)
-            entries.append(EntryInfo(name, len(data), 0, 0, hashlib.sha256(data).hexdigest(), "store"))
-        zf.writestr("DICOMPACK.JSON", build_manifest(entries, package_uid=package_uid, fileset_summary={},
-                                                     volume=volume))
-    return out
-
-
 @pytest.mark.parametrize("same_bytes", [False, True])
 def test_volumes_carrying_one_instance(corpus, work, same_bytes):
     files = sorted(p for p in corpus.rglob("IM*"))
@@ -305,8 +287,8 @@ def test_volumes_carrying_one_instance(corpus, work, same_bytes):
     ds.save_as(twin, enforce_file_format=True)
     if same_bytes:
         shutil.copyfile(a / files[0].relative_to(corpus), twin)
-    v1 = _volume_zip(a, work / "v-1of2.zip", "2.25.1", (1, 2))
-    v2 = _volume_zip(b, work / "v-2of2.zip", "2.25.1", (2, 2))
+    v1 = plain_volume_zip(a, work / "v-1of2.zip", package_uid="2.25.1", volume=(1, 2))
+    v2 = plain_volume_zip(b, work / "v-2of2.zip", package_uid="2.25.1", volume=(2, 2))
     code, err, report = _hostile("unpack", v1, v2, "-o", work / "out", "--json")
     if same_bytes:
         assert code == 0 and report["files"] == 12

@@ -10,7 +10,6 @@ Files with files deleted; a key without --trust reported as tampering; a
 plain ZIP reported as "verified"."""
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import zipfile
@@ -18,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dicompack.container.manifest import build_manifest
-from dicompack.container.zip import EntryInfo
 from tests.support import synthetic
+from tests.support.secure import plain_volume_zip
 from tests.support.secure import receiver_keys as _keys
 from tests.support.secure import run_hostile as _hostile
 from tests.support.secure import seal_options as _seal
@@ -121,22 +119,6 @@ def _with_package_uid(volume: Path, uid: str, out: Path) -> Path:
 
 # ---------------------------------------------------------------- instance counts
 
-def _volume_zip(folder: Path, out: Path, *, uid: str, volume: tuple[int, int], summary: dict) -> Path:
-    """A plain ZIP volume of ``folder`` with a self-consistent manifest:
-    what a malicious sender, or anyone in transit with plain volumes, makes."""
-    run_cli("dicomdir", folder, check=True)
-    entries = []
-    with zipfile.ZipFile(out, "w") as zf:
-        for p in sorted(p for p in folder.rglob("*") if p.is_file()):
-            data = p.read_bytes()
-            name = p.relative_to(folder).as_posix()
-            zf.writestr(name, data)
-            entries.append(EntryInfo(name, len(data), 0, 0, hashlib.sha256(data).hexdigest(), "store"))
-        zf.writestr("DICOMPACK.JSON", build_manifest(entries, package_uid=uid, fileset_summary=summary,
-                                                     volume=volume))
-    return out
-
-
 def _subset(corpus: Path, files: list[Path], folder: Path) -> Path:
     for p in files:
         dest = folder / p.relative_to(corpus)
@@ -151,8 +133,9 @@ def test_a_restore_never_drops_instances(corpus, work):
     files = sorted(p for p in corpus.rglob("IM*"))
     assert len(files) == 24
     halves = (files[:12], files[12:23])
-    volumes = [_volume_zip(_subset(corpus, part, work / f"v{n}"), work / f"v-{n}of2.zip", uid="2.25.7",
-                           volume=(n, 2), summary={"instances": 24, "volume_instances": len(part)})
+    volumes = [plain_volume_zip(_subset(corpus, part, work / f"v{n}"), work / f"v-{n}of2.zip",
+                                package_uid="2.25.7", volume=(n, 2),
+                                summary={"instances": 24, "volume_instances": len(part)})
                for n, part in enumerate(halves, 1)]
     code, err, _ = _hostile("unpack", *volumes, "-o", work / "out")
     assert code == 4 and "24 instances" in err and "23" in err, err
@@ -161,8 +144,8 @@ def test_a_restore_never_drops_instances(corpus, work):
 
 def test_a_volume_holding_fewer_instances_than_its_manifest_counts(corpus, work):
     files = sorted(p for p in corpus.rglob("IM*"))
-    single = _volume_zip(_subset(corpus, files[:-1], work / "v"), work / "one.zip", uid="2.25.8",
-                         volume=(1, 1), summary={"instances": 24, "volume_instances": 24})
+    single = plain_volume_zip(_subset(corpus, files[:-1], work / "v"), work / "one.zip", package_uid="2.25.8",
+                              volume=(1, 1), summary={"instances": 24, "volume_instances": 24})
     for extra in ([], ["--rebuild"]):
         code, err, _ = _hostile("unpack", single, "-o", work / "out", *extra)
         assert code == 4 and "counts 24 instances" in err and "23" in err, (extra, err)
